@@ -1,0 +1,282 @@
+"""One run's series as numpy arrays, read through TensorBoard's data provider.
+
+The Plateau tab reads through `context.data_provider` (Rust data server or
+Python loader); the CLI builds a `MultiplexerDataProvider` over one run at a
+time. Both go through `from_provider`, so the tab and the CLI see the same
+numbers. Importable without TensorFlow.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+from tensorboard.data import provider as provider_lib
+
+from tb_plateau import metadata
+
+# Points read per series. A million-step run recorded every 100 steps has
+# 10,000 records; beyond this the provider downsamples uniformly.
+MAX_POINTS = 100_000  # points per series
+
+# Suffixes of the runs that Keras' TensorBoard callback writes side by side.
+KERAS_TRAIN_RUN = "train"
+KERAS_VALIDATION_RUN = "validation"
+
+
+@dataclasses.dataclass
+class Series:
+    """A scalar series: steps ascending and unique, values float64 (NaN/Inf kept)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self):
+        return len(self.steps)
+
+
+@dataclasses.dataclass
+class VectorSeries:
+    """A per-layer (or per-entry) statistic over steps.
+
+    `values[i, j]` is entry `labels[j]` at `steps[i]`. `header` is the summary
+    metadata header (e.g. ``sizes`` for gradient-zero counts, ``activations``
+    for activation statistics).
+    """
+
+    steps: np.ndarray
+    values: np.ndarray
+    labels: List[str]
+    header: dict
+
+    def __len__(self):
+        return len(self.steps)
+
+    def column(self, label):
+        """The series of one entry, by label."""
+        return Series(self.steps, self.values[:, self.labels.index(label)])
+
+
+@dataclasses.dataclass
+class RunData:
+    """Everything the diagnosis reads about one run.
+
+    Attributes:
+      name: the run's name as TensorBoard shows it (path relative to the logdir).
+      scalars: tb_plateau scalars by short name: "batch_loss", "learning_rate",
+        "epoch/loss", "epoch/val_loss", "epoch/accuracy", ...
+      vectors: tb_plateau per-layer statistics by short name (see `metadata`).
+      config: the configuration record, or None.
+      other_scalars: every other scalar of the run by tag (Keras' own
+        "epoch_loss", a PyTorch "Loss/train", ...).
+      validation_scalars: for a Keras "…/train" run, the scalars of its sibling
+        "…/validation" run; else empty.
+      problems: what could not be read, in plain words (a corrupt file, data
+        from a newer version); the rest of the run is still here.
+    """
+
+    name: str
+    scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
+    vectors: Dict[str, VectorSeries] = dataclasses.field(default_factory=dict)
+    config: Optional[dict] = None
+    other_scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
+    validation_scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
+    problems: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def has_plateau_data(self):
+        return bool(self.scalars or self.vectors or self.config is not None)
+
+
+def _sorted_unique(steps, rows):
+    """Orders records by step; of repeated steps keeps the one written last.
+
+    A training restarted into the same logdir writes its steps again; the
+    newer record is the one that describes the weights now on disk.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    if len(steps) == 0:
+        return steps, rows
+    # Reverse, take the first occurrence of each step (= the last written),
+    # then np.unique sorts by step.
+    reversed_steps = steps[::-1]
+    unique_steps, first_in_reversed = np.unique(reversed_steps, return_index=True)
+    keep = len(steps) - 1 - first_in_reversed
+    return unique_steps, rows[keep]
+
+
+def series_from_points(steps, values):
+    """A `Series` from unordered points, repeated steps resolved."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    steps, values = _sorted_unique(steps, values)
+    return Series(steps, values)
+
+
+def _vector_from_data(datums, header):
+    labels = list(header.get("labels") or [])
+    width = len(labels)
+    steps = []
+    rows = []
+    for datum in datums:
+        row = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+        if width == 0:
+            width = len(row)
+            labels = [str(i) for i in range(width)]
+        if len(row) != width:
+            # A vector of another width (e.g. a model rebuilt with other
+            # layers into the same run) cannot share this table.
+            continue
+        steps.append(datum.step)
+        rows.append(row)
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    steps, values = _sorted_unique(steps, values)
+    return VectorSeries(steps, values, labels, header)
+
+
+def _decode_config(datums):
+    for datum in reversed(list(datums)):
+        raw = datum.numpy
+        try:
+            item = raw.item() if hasattr(raw, "item") else raw
+            if isinstance(item, bytes):
+                item = item.decode("utf-8")
+            config = json.loads(item)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            continue
+        if isinstance(config, dict):
+            return config
+    return None
+
+
+def from_provider(data_provider, ctx, experiment_id, run):
+    """Reads one run through a TensorBoard `DataProvider`.
+
+    Raises `tensorboard.errors.NotFoundError` if the provider has no such run.
+    """
+    run_filter = provider_lib.RunTagFilter(runs=[run])
+    result = RunData(name=run)
+
+    plateau_scalars = data_provider.list_scalars(
+        ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME, run_tag_filter=run_filter
+    ).get(run, {})
+    plateau_tensors = data_provider.list_tensors(
+        ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME, run_tag_filter=run_filter
+    ).get(run, {})
+
+    headers = {}
+    for tag, time_series in list(plateau_scalars.items()) + list(plateau_tensors.items()):
+        try:
+            headers[tag] = metadata.parse_plugin_metadata(time_series.plugin_content)
+        except metadata.MetadataError as e:
+            result.problems.append("%s: %s" % (tag, e))
+
+    scalar_tags = [t for t in plateau_scalars if t in headers]
+    if scalar_tags:
+        data = data_provider.read_scalars(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=MAX_POINTS,
+            run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=scalar_tags),
+        ).get(run, {})
+        for tag, points in data.items():
+            name = metadata.short_name(tag)
+            if name is not None:
+                result.scalars[name] = series_from_points(
+                    [p.step for p in points], [p.value for p in points]
+                )
+
+    tensor_tags = [t for t in plateau_tensors if t in headers]
+    if tensor_tags:
+        data = data_provider.read_tensors(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=MAX_POINTS,
+            run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=tensor_tags),
+        ).get(run, {})
+        for tag, datums in data.items():
+            name = metadata.short_name(tag)
+            if name == metadata.CONFIG:
+                result.config = _decode_config(datums)
+            elif name is not None:
+                try:
+                    result.vectors[name] = _vector_from_data(datums, headers[tag])
+                except (TypeError, ValueError) as e:
+                    result.problems.append("%s: unreadable values (%s)" % (tag, e))
+
+    result.other_scalars = _read_other_scalars(data_provider, ctx, experiment_id, run)
+    return result
+
+
+def _read_other_scalars(data_provider, ctx, experiment_id, run):
+    """Scalars of the scalars plugin (Keras' callback, PyTorch, tf.summary.scalar)."""
+    run_filter = provider_lib.RunTagFilter(runs=[run])
+    listing = data_provider.list_scalars(
+        ctx, experiment_id=experiment_id, plugin_name="scalars", run_tag_filter=run_filter
+    ).get(run, {})
+    if not listing:
+        return {}
+    data = data_provider.read_scalars(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name="scalars",
+        downsample=MAX_POINTS,
+        run_tag_filter=run_filter,
+    ).get(run, {})
+    return {
+        tag: series_from_points([p.step for p in points], [p.value for p in points])
+        for tag, points in data.items()
+    }
+
+
+def keras_validation_sibling(run, run_names):
+    """For a Keras "…/train" run, the name of its "…/validation" sibling, if present."""
+    head, leaf = os.path.split(run) if "/" in run else ("", run)
+    if leaf != KERAS_TRAIN_RUN:
+        return None
+    sibling = head + "/" + KERAS_VALIDATION_RUN if head else KERAS_VALIDATION_RUN
+    return sibling if sibling in run_names else None
+
+
+def is_keras_validation_run(run, run_names):
+    """True for a Keras "…/validation" run whose "…/train" sibling exists."""
+    head, leaf = os.path.split(run) if "/" in run else ("", run)
+    if leaf != KERAS_VALIDATION_RUN:
+        return False
+    sibling = head + "/" + KERAS_TRAIN_RUN if head else KERAS_TRAIN_RUN
+    return sibling in run_names
+
+
+def list_logdir_runs(logdir):
+    """Run names under a logdir, as TensorBoard names them ("." for the logdir itself)."""
+    from tensorboard.backend.event_processing import io_wrapper
+
+    names = []
+    for subdir in io_wrapper.GetLogdirSubdirectories(logdir):
+        rel = os.path.relpath(subdir, logdir) if "://" not in logdir else subdir[len(logdir) :]
+        rel = rel.strip("/").replace(os.sep, "/") or "."
+        names.append(rel)
+    return sorted(names)
+
+
+def read_logdir_run(logdir, run):
+    """Reads one run of a logdir with TensorBoard's own event readers.
+
+    Only this run is held in memory. Raises `tensorboard.errors.NotFoundError`
+    when the run holds no events.
+    """
+    from tensorboard.backend.event_processing import data_provider as mux_provider
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    # Keep every point of the series the diagnosis reads; other plugins' data
+    # (histograms, images) keeps TensorBoard's small defaults.
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance={metadata.PLUGIN_NAME: 0, "scalars": 0},
+    )
+    path = logdir if run == "." else logdir.rstrip("/") + "/" + run
+    multiplexer.AddRun(path, run)
+    multiplexer.Reload()
+    data_provider = mux_provider.MultiplexerDataProvider(multiplexer, logdir)
+    return from_provider(data_provider, None, "", run)
