@@ -17,7 +17,6 @@ class PlateauLoader(base_plugin.TBLoader):
         samples = getattr(flags, "samples_per_plugin", None)
         if isinstance(samples, dict):
             samples.setdefault("plateau", _SAMPLES_PER_PLATEAU_TAG)
-            samples.setdefault("scalars", _SAMPLES_PER_PLATEAU_TAG)
 
     def load(self, context):
         from tb_plateau.plugin import PlateauPlugin

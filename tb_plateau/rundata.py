@@ -267,6 +267,7 @@ def read_logdir_run(logdir, run):
     Only this run is held in memory. Raises `tensorboard.errors.NotFoundError`
     when the run holds no events.
     """
+    from tensorboard import context as tb_context
     from tensorboard.backend.event_processing import data_provider as mux_provider
     from tensorboard.backend.event_processing import plugin_event_multiplexer
 
@@ -279,4 +280,4 @@ def read_logdir_run(logdir, run):
     multiplexer.AddRun(path, run)
     multiplexer.Reload()
     data_provider = mux_provider.MultiplexerDataProvider(multiplexer, logdir)
-    return from_provider(data_provider, None, "", run)
+    return from_provider(data_provider, tb_context.RequestContext(), "", run)
