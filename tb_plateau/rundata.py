@@ -158,10 +158,16 @@ def from_provider(data_provider, ctx, experiment_id, run):
     result = RunData(name=run)
 
     plateau_scalars = data_provider.list_scalars(
-        ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME, run_tag_filter=run_filter
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=run_filter,
     ).get(run, {})
     plateau_tensors = data_provider.list_tensors(
-        ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME, run_tag_filter=run_filter
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        run_tag_filter=run_filter,
     ).get(run, {})
 
     headers = {}
