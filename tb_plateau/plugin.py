@@ -1,0 +1,427 @@
+"""The Plateau tab: TensorBoard plugin serving the diagnosis and its evidence.
+
+Routes (under ``/data/plugin/plateau/``), each a thin wrapper that reads and
+validates its arguments, calls a pure ``*_impl`` function and answers through
+`http_util.Respond`:
+
+  /runs                    every diagnosable run with its verdict and top finding
+  /diagnosis?run=NAME      exactly the CLI's run object (`diagnosis.run_report`)
+  /series?run=NAME&tag=T   one series, downsampled for charts
+  /index.js, /style.css, /vendor/...   the frontend, from an explicit allow-list
+
+Data is read only through `context.data_provider` (under the default Rust data
+server `context.multiplexer` is None). Diagnoses are cached per run and
+recomputed only when the run's data changes (its tags' max step or wall time).
+"""
+
+import functools
+import gzip
+import importlib.resources
+import threading
+
+import numpy as np
+from tensorboard import errors
+from tensorboard.backend import http_util
+from tensorboard.data import provider as provider_lib
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_plateau import metadata, rundata
+
+# Points sent per scalar series. A chart is ~1,000 px wide; min/max per bucket
+# keeps spikes that a uniform stride would drop.
+_SCALAR_POINTS = 1000  # points per series
+# Steps (heatmap rows) sent per per-layer series.
+_VECTOR_STEPS = 300  # steps per series
+
+# Scalars of other plugins that make a run worth diagnosing.
+_LOSS_WORD = "loss"
+
+# Files the frontend may fetch: name -> (content type, seconds browsers may cache).
+_STATIC_FILES = {
+    "index.js": ("text/javascript", 0),
+    "style.css": ("text/css", 0),
+    # Pinned version (see frontend/vendor/README.md): safe to cache.
+    "vendor/echarts.esm.min.js": ("text/javascript", 24 * 3600),
+}
+
+_FRONTEND_PACKAGE = "tb_plateau.frontend"
+
+
+def _json_errors(route):
+    """Answers `errors.PublicError` as JSON ``{"error": message}`` with its HTTP code.
+
+    TensorBoard's own handler would answer text/plain; the tab and scripts
+    read one format.
+    """
+
+    @functools.wraps(route)
+    def wrapper(self, request):
+        try:
+            return route(self, request)
+        except errors.PublicError as e:
+            return http_util.Respond(
+                request, {"error": str(e)}, "application/json", code=e.http_code
+            )
+
+    return wrapper
+
+
+def _required_arg(request, name):
+    value = request.args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError("missing required parameter %r" % name)
+    if len(value) > 4096 or "\x00" in value:
+        raise errors.InvalidArgumentError("parameter %r is malformed" % name)
+    return value
+
+
+class _Entry:
+    """One run's cached reading and diagnosis."""
+
+    __slots__ = ("fingerprint", "data", "report", "error")
+
+    def __init__(self, fingerprint, data, report, error):
+        self.fingerprint = fingerprint
+        self.data = data
+        self.report = report
+        self.error = error
+
+
+class PlateauPlugin(base_plugin.TBPlugin):
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._data_provider = context.data_provider
+        self._cache = {}  # run name -> _Entry
+        self._cache_lock = threading.Lock()
+        self._static_cache = {}  # file name -> gzipped bytes
+
+    # -- TBPlugin -----------------------------------------------------------
+
+    def get_plugin_apps(self):
+        apps = {
+            "/runs": self._serve_runs,
+            "/diagnosis": self._serve_diagnosis,
+            "/series": self._serve_series,
+        }
+        for name in _STATIC_FILES:
+            apps["/" + name] = functools.partial(self._serve_static, name)
+        return apps
+
+    def is_active(self):
+        # No I/O here: TensorBoard enables the tab when any run holds data of
+        # a plugin named in `data_plugin_names` (ours, or scalars for a
+        # loss-like scalar), from the data provider's cheap plugin listing.
+        return False
+
+    def data_plugin_names(self):
+        return (metadata.PLUGIN_NAME, "scalars")
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Plateau")
+
+    # -- routes -------------------------------------------------------------
+
+    @wrappers.Request.application
+    @_json_errors
+    def _serve_runs(self, request):
+        ctx, experiment = _context(request)
+        return http_util.Respond(request, self.runs_impl(ctx, experiment), "application/json")
+
+    @wrappers.Request.application
+    @_json_errors
+    def _serve_diagnosis(self, request):
+        run = _required_arg(request, "run")
+        ctx, experiment = _context(request)
+        return http_util.Respond(
+            request, self.diagnosis_impl(ctx, experiment, run), "application/json"
+        )
+
+    @wrappers.Request.application
+    @_json_errors
+    def _serve_series(self, request):
+        run = _required_arg(request, "run")
+        tag = _required_arg(request, "tag")
+        ctx, experiment = _context(request)
+        return http_util.Respond(
+            request, self.series_impl(ctx, experiment, run, tag), "application/json"
+        )
+
+    @wrappers.Request.application
+    def _serve_static(self, name, request):
+        content_type, expires = _STATIC_FILES[name]
+        body = self._static_cache.get(name)
+        if body is None:
+            raw = importlib.resources.files(_FRONTEND_PACKAGE).joinpath(name).read_bytes()
+            body = gzip.compress(raw, compresslevel=6, mtime=0)
+            self._static_cache[name] = body
+        return http_util.Respond(
+            request, body, content_type, expires=expires, content_encoding="gzip"
+        )
+
+    # -- implementations ----------------------------------------------------
+
+    def runs_impl(self, ctx, experiment_id):
+        """Every diagnosable run with its verdict and top finding.
+
+        A run is diagnosable when it holds plateau data or a loss-like scalar.
+        A Keras "…/validation" run is folded into its "…/train" sibling. A run
+        that cannot be read or diagnosed is listed with an ``error``; the
+        others are unaffected.
+        """
+        listing = _Listing(self._data_provider, ctx, experiment_id)
+        runs = []
+        for run in listing.diagnosable_runs():
+            entry = self._entry(ctx, experiment_id, run, listing)
+            item = {
+                "run": run,
+                "verdict": None,
+                "top_finding": None,
+                "findings_count": 0,
+                "series": [],
+                "validation_run": listing.validation_sibling(run),
+                "max_step": None,
+                "last_wall_time": None,
+            }
+            item["max_step"], item["last_wall_time"] = listing.last_update(run)
+            if entry.data is not None:
+                item["series"] = _available_series(entry.data)
+            if entry.report is not None:
+                findings = entry.report.get("findings") or []
+                item["verdict"] = entry.report.get("verdict")
+                item["findings_count"] = len(findings)
+                if findings:
+                    top = findings[0]
+                    item["top_finding"] = {
+                        key: top.get(key) for key in ("cause", "severity", "confidence", "title")
+                    }
+            if entry.error is not None:
+                item["error"] = entry.error
+            runs.append(item)
+        return {"runs": runs}
+
+    def diagnosis_impl(self, ctx, experiment_id, run):
+        """The CLI's run object for one run."""
+        entry = self._known_entry(ctx, experiment_id, run)
+        if entry.report is None:
+            raise errors.FailedPreconditionError(
+                "run %r could not be diagnosed: %s" % (run, entry.error)
+            )
+        return entry.report
+
+    def series_impl(self, ctx, experiment_id, run, tag):
+        """One series of a run, downsampled for a chart.
+
+        ``tag`` is a full tag: a tb_plateau tag ("plateau/grad_norm",
+        "plateau/epoch/val_loss", "plateau/config") or any other scalar tag of
+        the run ("epoch_loss").
+        """
+        entry = self._known_entry(ctx, experiment_id, run)
+        if entry.data is None:
+            raise errors.FailedPreconditionError(
+                "run %r could not be read: %s" % (run, entry.error)
+            )
+        return series_from_run_data(entry.data, run, tag)
+
+    # -- cache --------------------------------------------------------------
+
+    def _known_entry(self, ctx, experiment_id, run):
+        listing = _Listing(self._data_provider, ctx, experiment_id, run=run)
+        if run not in listing.run_names:
+            raise errors.NotFoundError("no run named %r" % run)
+        return self._entry(ctx, experiment_id, run, listing)
+
+    def _entry(self, ctx, experiment_id, run, listing):
+        fingerprint = listing.fingerprint(run)
+        key = (experiment_id, run)
+        with self._cache_lock:
+            entry = self._cache.get(key)
+        if entry is not None and entry.fingerprint == fingerprint:
+            return entry
+        entry = _diagnose(self._data_provider, ctx, experiment_id, run, listing, fingerprint)
+        with self._cache_lock:
+            self._cache[key] = entry
+        return entry
+
+
+def _context(request):
+    from tensorboard import plugin_util
+
+    return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+
+
+class _Listing:
+    """The cheap metadata of every run: names, tags, max steps and wall times."""
+
+    def __init__(self, data_provider, ctx, experiment_id, run=None):
+        runs = data_provider.list_runs(ctx, experiment_id=experiment_id)
+        self.run_names = {r.run_name for r in runs}
+        run_filter = None
+        if run is not None:
+            runs = [run]
+            sibling = rundata.keras_validation_sibling(run, self.run_names)
+            if sibling:
+                runs.append(sibling)
+            run_filter = provider_lib.RunTagFilter(runs=runs)
+        kwargs = dict(experiment_id=experiment_id, run_tag_filter=run_filter)
+        self.plateau = _merge(
+            data_provider.list_scalars(ctx, plugin_name=metadata.PLUGIN_NAME, **kwargs),
+            data_provider.list_tensors(ctx, plugin_name=metadata.PLUGIN_NAME, **kwargs),
+        )
+        self.scalars = data_provider.list_scalars(ctx, plugin_name="scalars", **kwargs)
+
+    def validation_sibling(self, run):
+        return rundata.keras_validation_sibling(run, self.run_names)
+
+    def diagnosable_runs(self):
+        names = []
+        for run in sorted(self.run_names):
+            if rundata.is_keras_validation_run(run, self.run_names):
+                continue
+            loss_like = any(_LOSS_WORD in tag.lower() for tag in self.scalars.get(run, {}))
+            if self.plateau.get(run) or loss_like:
+                names.append(run)
+        return names
+
+    def last_update(self, run):
+        """(max step, max wall time) over the run's tags; what the tab polls on."""
+        parts = self.fingerprint(run)
+        if not parts:
+            return None, None
+        return max(p[2] for p in parts), max(p[3] for p in parts)
+
+    def fingerprint(self, run):
+        """Changes whenever new data reaches the run (or its validation sibling)."""
+        runs = [run]
+        sibling = self.validation_sibling(run)
+        if sibling:
+            runs.append(sibling)
+        parts = []
+        for name in runs:
+            for source in (self.plateau, self.scalars):
+                for tag, series in sorted(source.get(name, {}).items()):
+                    parts.append((name, tag, series.max_step, series.max_wall_time))
+        return tuple(parts)
+
+
+def _merge(*listings):
+    merged = {}
+    for listing in listings:
+        for run, tags in listing.items():
+            merged.setdefault(run, {}).update(tags)
+    return merged
+
+
+def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint):
+    """Reads and diagnoses one run; a failure is kept as the entry's error."""
+    try:
+        data = rundata.from_provider(data_provider, ctx, experiment_id, run)
+        sibling = listing.validation_sibling(run)
+        if sibling:
+            validation = rundata.from_provider(data_provider, ctx, experiment_id, sibling)
+            data.validation_scalars = dict(validation.other_scalars)
+    except errors.PublicError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one unreadable run must not break the others
+        return _Entry(fingerprint, None, None, "unreadable run: %s" % _describe(e))
+    try:
+        from tb_plateau import diagnosis
+
+        report = diagnosis.run_report(data)
+    except Exception as e:  # noqa: BLE001 - an engine failure is shown, not a 500
+        return _Entry(fingerprint, data, None, "diagnosis failed: %s" % _describe(e))
+    return _Entry(fingerprint, data, report, None)
+
+
+def _describe(exception):
+    return "%s: %s" % (type(exception).__name__, exception)
+
+
+def _available_series(data):
+    """The full tags a chart may ask `/series` for, tb_plateau's first."""
+    tags = [metadata.tag(name) for name in sorted(data.scalars)]
+    tags += [metadata.tag(name) for name in sorted(data.vectors)]
+    if data.config is not None:
+        tags.append(metadata.tag(metadata.CONFIG))
+    tags += sorted(data.other_scalars)
+    return tags
+
+
+def series_from_run_data(data, run, tag):
+    """The JSON body of `/series` for one tag of a `RunData`."""
+    name = metadata.short_name(tag)
+    if name == metadata.CONFIG:
+        if data.config is None:
+            raise errors.NotFoundError("run %r has no configuration record" % run)
+        return {"run": run, "tag": tag, "kind": "config", "config": data.config}
+    if name is not None and name in data.scalars:
+        return _scalar_body(run, tag, data.scalars[name])
+    if name is not None and name in data.vectors:
+        return _vector_body(run, tag, data.vectors[name])
+    if tag in data.other_scalars:
+        return _scalar_body(run, tag, data.other_scalars[tag])
+    raise errors.NotFoundError("run %r has no series %r" % (run, tag))
+
+
+def _scalar_body(run, tag, series):
+    keep = downsample_min_max(series.values, _SCALAR_POINTS)
+    return {
+        "run": run,
+        "tag": tag,
+        "kind": "scalar",
+        "steps": series.steps[keep].tolist(),
+        "values": series.values[keep].tolist(),
+        "total_points": len(series),
+    }
+
+
+def _vector_body(run, tag, series):
+    keep = downsample_uniform(len(series), _VECTOR_STEPS)
+    header = {k: v for k, v in series.header.items() if k not in ("labels", "version")}
+    return {
+        "run": run,
+        "tag": tag,
+        "kind": "vector",
+        "labels": list(series.labels),
+        "steps": series.steps[keep].tolist(),
+        "values": series.values[keep].tolist(),
+        "header": header,
+        "total_points": len(series),
+    }
+
+
+def downsample_uniform(length, max_points):
+    """Indices of at most `max_points` evenly spaced rows, first and last kept."""
+    if length <= max_points:
+        return np.arange(length)
+    return np.unique(np.linspace(0, length - 1, max_points).round().astype(np.int64))
+
+
+def downsample_min_max(values, max_points):
+    """Indices keeping each bucket's min and max (and first and last point).
+
+    Spikes, the NaN that ended a run and the plateau's floor survive; a uniform
+    stride would drop them. Non-finite points are always kept.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    length = len(values)
+    if length <= max_points:
+        return np.arange(length)
+    buckets = max(1, max_points // 2)
+    edges = np.linspace(0, length, buckets + 1).astype(np.int64)
+    finite = np.isfinite(values)
+    keep = [0, length - 1]
+    for start, end in zip(edges[:-1], edges[1:]):
+        if end <= start:
+            continue
+        chunk = values[start:end]
+        ok = finite[start:end]
+        if ok.any():
+            masked_low = np.where(ok, chunk, np.inf)
+            masked_high = np.where(ok, chunk, -np.inf)
+            keep.append(start + int(np.argmin(masked_low)))
+            keep.append(start + int(np.argmax(masked_high)))
+        if not ok.all():
+            keep.append(start + int(np.argmin(ok)))  # the first non-finite point
+    return np.unique(np.asarray(keep, dtype=np.int64))
