@@ -1204,6 +1204,17 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._run is None:
             self._run = _RunWriter(self.log_dir)
+        try:
+            self._step = int(self.model.optimizer.iterations.numpy())
+        except Exception:
+            self._step = 0
+        self._try_setup()
+
+    def _try_setup(self):
+        # A subclassed model creates its variables in its first step: until
+        # then there is nothing to watch, and setup waits for that step's end.
+        if not self.model.built or not self.model.trainable_variables:
+            return
         self._run.guard.run("setup", self._setup)
         if "setup" in self._run.guard.disabled:
             self._guard().run("teardown", self._teardown)
@@ -1222,10 +1233,6 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._config = _static_config(model, self._index, self.every_n_steps, "PlateauCallback")
         self._config["steps_per_epoch"] = (self.params or {}).get("steps")
         self._config["epochs"] = (self.params or {}).get("epochs")
-        try:
-            self._step = int(model.optimizer.iterations.numpy())
-        except Exception:
-            self._step = 0
         model.make_train_function(force=True)
         self._wrap_train_function(model)
 
@@ -1265,6 +1272,9 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self._step
         self._step += max(1, batch - getattr(self, "_batch_begin", batch) + 1)
+        if self._vars is None and "setup" not in self._guard().disabled:
+            self._try_setup()
+            return
         if self._vars is None or "setup" in self._guard().disabled:
             return
         loss = (logs or {}).get("loss")
