@@ -1,0 +1,201 @@
+"""`tb-plateau diagnose LOGDIR [--run NAME] [--json]` and `tb-plateau demo`.
+
+Imports without TensorFlow and starts fast: TensorBoard's event reader would
+import TensorFlow when it is installed (seconds), so for local paths we point
+`tensorboard.compat.tf` at TensorBoard's own stub before anything resolves it.
+Paths with a scheme (gs://, s3://) keep real TensorFlow for its filesystems.
+"""
+
+import argparse
+import json
+import os
+import sys
+import types
+
+EXIT_OK = 0
+EXIT_BAD_ARGUMENT = 2
+
+_COLORS = {
+    "critical": "\033[31;1m",
+    "warning": "\033[33;1m",
+    "info": "\033[36m",
+    "healthy": "\033[32;1m",
+}
+_RESET = "\033[0m"
+
+
+def _avoid_tensorflow():
+    """Make TensorBoard use its TensorFlow stub (local files need no TensorFlow)."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
+class _ArgumentError(Exception):
+    """A bad argument or an unreadable logdir: exit status 2 with this message."""
+
+
+def _runs_to_diagnose(logdir, only_run):
+    from tb_plateau import rundata
+
+    try:
+        names = rundata.list_logdir_runs(logdir)
+    except Exception as e:
+        raise _ArgumentError("cannot read LOGDIR %r: %s" % (logdir, e)) from None
+    if only_run is not None:
+        if only_run not in names:
+            raise _ArgumentError(
+                "--run %r: no such run in %r (runs: %s)"
+                % (only_run, logdir, ", ".join(names) or "none")
+            )
+        return names, [only_run]
+    # The "validation" run of a Keras train/validation pair is read with its
+    # "train" sibling, not diagnosed on its own.
+    return names, [n for n in names if not rundata.is_keras_validation_run(n, names)]
+
+
+def read_run(logdir, run, run_names):
+    """One run's `RunData`, with its Keras validation sibling's scalars attached."""
+    from tb_plateau import rundata
+
+    data = rundata.read_logdir_run(logdir, run)
+    sibling = rundata.keras_validation_sibling(run, run_names)
+    if sibling is not None:
+        validation = rundata.read_logdir_run(logdir, sibling)
+        data.validation_scalars = validation.other_scalars
+        data.problems.extend(validation.problems)
+    return data
+
+
+def diagnose_logdir(logdir, only_run=None):
+    """The design's {"runs": [...]} object for a logdir."""
+    from tb_plateau import diagnosis
+
+    if "://" not in logdir and not os.path.isdir(logdir):
+        raise _ArgumentError("LOGDIR %r is not a directory" % logdir)
+    names, runs = _runs_to_diagnose(logdir, only_run)
+    reports = []
+    for run in runs:
+        try:
+            data = read_run(logdir, run, names)
+        except Exception as e:  # one unreadable run must not hide the others
+            reports.append(
+                {
+                    "run": run,
+                    "verdict": diagnosis.HEALTHY,
+                    "findings": [],
+                    "notes": ["could not read this run: %s: %s" % (type(e).__name__, e)],
+                }
+            )
+            continue
+        reports.append(diagnosis.run_report(data))
+    return {"runs": reports}
+
+
+def _paint(text, severity, color):
+    return _COLORS[severity] + text + _RESET if color else text
+
+
+def _indent(text, prefix):
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def format_report(result, color=False):
+    """The readable report: per run its verdict, then each finding with fixes."""
+    if not result["runs"]:
+        return "No runs found (no event files under this logdir)."
+    lines = []
+    for run in result["runs"]:
+        lines.append("%s  %s" % (_paint(run["verdict"].upper(), run["verdict"], color), run["run"]))
+        if not run["findings"]:
+            lines.append("  No problem found.")
+        for i, finding in enumerate(run["findings"], 1):
+            head = "  %d. [%s] %s  (%s, confidence %.2f)" % (
+                i,
+                finding["severity"],
+                finding["title"],
+                finding["cause"],
+                finding["confidence"],
+            )
+            lines.append(_paint(head, finding["severity"], color))
+            lines.append(_indent(finding["explanation"], "     "))
+            if finding["layers"]:
+                lines.append("     layers: " + ", ".join(finding["layers"][:10]))
+            if finding["first_step"] is not None:
+                lines.append("     first seen at step %d" % finding["first_step"])
+            if finding["fixes"]:
+                lines.append("     fix:")
+                lines.append(_indent(finding["fixes"][0], "       "))
+        for note in run.get("notes", []):
+            lines.append(_indent("note: " + note, "  "))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _use_color(stream):
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _diagnose_command(args):
+    if "://" not in args.logdir:
+        _avoid_tensorflow()
+    try:
+        result = diagnose_logdir(args.logdir, args.run)
+    except _ArgumentError as e:
+        print("tb-plateau diagnose: error: %s" % e, file=sys.stderr)
+        return EXIT_BAD_ARGUMENT
+    if args.json:
+        json.dump(result, sys.stdout, indent=1, allow_nan=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_report(result, color=_use_color(sys.stdout)))
+    return EXIT_OK
+
+
+def _demo_command(args):
+    from tb_plateau import demo  # trains models: imports TensorFlow, only here
+
+    return demo.main(logdir=args.logdir, port=args.port, open_browser=not args.no_browser) or 0
+
+
+def _port(text):
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a port number, got %r" % text) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535, got %d" % port)
+    return port
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tb-plateau", description="Says why a training loss will not go down."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="diagnose the runs of a TensorBoard logdir",
+        description="Diagnose every run of LOGDIR (or one with --run): ranked causes with"
+        " evidence and fixes. Exit status 0 whatever it finds, 2 for a bad argument.",
+    )
+    diagnose.add_argument(
+        "logdir", metavar="LOGDIR", help="a TensorBoard logdir (local or gs://...)"
+    )
+    diagnose.add_argument("--run", metavar="NAME", help="only this run (its TensorBoard name)")
+    diagnose.add_argument("--json", action="store_true", help="print the JSON report")
+    diagnose.set_defaults(handler=_diagnose_command)
+    demo = commands.add_parser("demo", help="train example runs and open TensorBoard on them")
+    demo.add_argument("--logdir", metavar="DIR", default=None, help="where to write the runs")
+    demo.add_argument("--port", type=_port, default=None, metavar="N", help="TensorBoard's port")
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    demo.set_defaults(handler=_demo_command)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)  # exits 2 with a message on a bad argument
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

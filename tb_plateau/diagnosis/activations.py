@@ -1,0 +1,179 @@
+"""Activations: dead ReLU units and saturated sigmoid/tanh units."""
+
+import numpy as np
+
+from tb_plateau import metadata
+from tb_plateau.diagnosis import causes
+from tb_plateau.diagnosis.finding import Finding, fmt, percent
+
+# A layer is flagged when more than half of its units are dead (published
+# starting point: flag a layer above 50% dead).
+DEAD_LAYER_FRACTION = 0.5  # of the layer's units
+# A whole layer dead (all but a few units) blocks every gradient to the layers
+# before it: training cannot succeed.
+DEAD_LAYER_CRITICAL = 0.95  # of the layer's units
+
+# Saturation: flag a layer above 50% saturated (published starting point); the
+# recorder counts sigmoid outputs beyond 0.03/0.97 and |tanh| > 0.97.
+SATURATED_LAYER_FRACTION = 0.5  # of the layer's outputs
+SATURATED_LAYER_CRITICAL = 0.9  # of the layer's outputs
+
+# Only these pass exactly zero gradient below zero; leaky/ELU/GELU units that
+# never fire still pass some.
+DEAD_CAPABLE = frozenset(["relu", "relu6", "threshold"])
+SATURATING = frozenset(["sigmoid", "hard_sigmoid", "tanh", "softsign", "hard_tanh"])
+
+# The share of the run's records that describe its current state.
+_LATE_SHARE = 1.0 / 3.0
+
+
+def _activation_table(ctx, vector_name):
+    series = ctx.vector(vector_name)
+    if series is None:
+        return None, []
+    names = series.header.get("activations") or []
+    if len(names) != len(series.labels):
+        names = [""] * len(series.labels)
+    return series, [str(name).lower() for name in names]
+
+
+def _late_rows(series):
+    count = len(series)
+    return slice(count - max(1, int(np.ceil(count * _LATE_SHARE))), count)
+
+
+def _output_layer_name(ctx, series):
+    output = ctx.config.output_layer
+    if output is not None:
+        for label in series.labels:
+            if label == output.get("name") or label.split("/")[-1] == output.get("name"):
+                return label
+    return series.labels[-1] if series.labels else None
+
+
+def detect_dead_relu(ctx):
+    """ReLU layers whose units never activate over the recorded batch."""
+    series, names = _activation_table(ctx, metadata.ACT_DEAD_FRACTION)
+    if series is None:
+        return None
+    late = np.nanmedian(series.values[_late_rows(series)], axis=0)
+    flagged = [
+        i
+        for i, name in enumerate(names)
+        if name.split(":")[-1] in DEAD_CAPABLE and late[i] > DEAD_LAYER_FRACTION
+    ]
+    if not flagged:
+        return None
+    worst = max(flagged, key=lambda i: late[i])
+    onset_rows = np.flatnonzero(series.values[:, worst] > DEAD_LAYER_FRACTION)
+    onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
+    at_start = float(series.values[0, worst])
+    at_init = at_start > DEAD_LAYER_FRACTION
+    output_name = _output_layer_name(ctx, series)
+    details = ", ".join("%s %s" % (series.labels[i], percent(late[i])) for i in flagged[:6])
+    explanation = "Dead ReLU units (never above zero over the recorded batch): %s." % details
+    if at_init:
+        explanation += " Layer %s was %s dead from the first record (step %d)" % (
+            series.labels[worst],
+            percent(at_start),
+            int(series.steps[0]),
+        )
+        explanation += ": the initialization or the scale of its inputs keeps it off."
+    else:
+        explanation += (
+            " Layer %s was %s dead at the first record and passed %s at step %d: the units"
+            " died during training, typically after a too-large update."
+            % (series.labels[worst], percent(at_start), percent(DEAD_LAYER_FRACTION), onset_step)
+        )
+    explanation += " Dead units pass no gradient, so they never recover."
+    if series.labels[worst] == output_name:
+        explanation += " It is the output layer: a ReLU output cannot predict below zero."
+    return Finding(
+        cause=causes.DEAD_RELU,
+        severity=causes.CRITICAL if late[worst] >= DEAD_LAYER_CRITICAL else causes.WARNING,
+        confidence=min(0.95, 0.6 + float(late[worst]) * 0.35),
+        title="%s of layer %s's ReLU units are dead" % (percent(late[worst]), series.labels[worst]),
+        explanation=explanation,
+        first_step=onset_step,
+        layers=[series.labels[i] for i in flagged],
+        evidence={
+            "series": [metadata.tag(metadata.ACT_DEAD_FRACTION)],
+            "dead_fraction": {series.labels[i]: float(late[i]) for i in flagged},
+            "at_init": bool(at_init),
+            "onset_step": onset_step,
+            "output_layer": series.labels[worst] == output_name,
+            "threshold": DEAD_LAYER_FRACTION,
+        },
+    )
+
+
+def detect_saturated_activations(ctx):
+    """Hidden sigmoid/tanh layers whose outputs sit at their limits."""
+    series, names = _activation_table(ctx, metadata.ACT_SATURATED_FRACTION)
+    if series is None:
+        return None
+    output_name = _output_layer_name(ctx, series)
+    late = np.nanmedian(series.values[_late_rows(series)], axis=0)
+    # A saturated output layer means confident predictions, which is what
+    # training aims for; only hidden layers lose their gradient to it.
+    flagged = [
+        i
+        for i, name in enumerate(names)
+        if name.split(":")[-1] in SATURATING
+        and series.labels[i] != output_name
+        and late[i] > SATURATED_LAYER_FRACTION
+    ]
+    if not flagged:
+        return None
+    worst = max(flagged, key=lambda i: late[i])
+    onset_rows = np.flatnonzero(series.values[:, worst] > SATURATED_LAYER_FRACTION)
+    onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
+    details = ", ".join(
+        "%s (%s) %s" % (series.labels[i], names[i], percent(late[i])) for i in flagged[:6]
+    )
+    mean_series = ctx.vector(metadata.ACT_MEAN)
+    explanation = (
+        "Saturated units (sigmoid beyond 0.03/0.97, |tanh| beyond 0.97) in hidden layers: %s."
+        " There the derivative is under 0.03, so almost no gradient flows through them"
+        " to the layers before." % details
+    )
+    if float(series.values[0, worst]) > SATURATED_LAYER_FRACTION:
+        explanation += " Layer %s was already %s saturated at the first record (step %d):" % (
+            series.labels[worst],
+            percent(series.values[0, worst]),
+            int(series.steps[0]),
+        )
+        explanation += " its weights or inputs are too large for the activation."
+    return Finding(
+        cause=causes.SATURATED_ACTIVATIONS,
+        severity=causes.CRITICAL if late[worst] >= SATURATED_LAYER_CRITICAL else causes.WARNING,
+        confidence=min(0.95, 0.55 + float(late[worst]) * 0.4),
+        title="%s of layer %s's %s units are saturated"
+        % (percent(late[worst]), series.labels[worst], names[worst]),
+        explanation=explanation,
+        first_step=onset_step,
+        layers=[series.labels[i] for i in flagged],
+        evidence={
+            "series": [metadata.tag(metadata.ACT_SATURATED_FRACTION)]
+            + ([metadata.tag(metadata.ACT_MEAN)] if mean_series is not None else []),
+            "saturated_fraction": {series.labels[i]: float(late[i]) for i in flagged},
+            "at_init": bool(float(series.values[0, worst]) > SATURATED_LAYER_FRACTION),
+            "threshold": SATURATED_LAYER_FRACTION,
+        },
+    )
+
+
+def describe_output(ctx):
+    """min/max of the output at the last record, for explanations, or None."""
+    series = ctx.vector(metadata.OUTPUT_STATS)
+    if series is None:
+        return None
+    row = dict(zip(series.labels, series.values[-1]))
+    return {key: float(value) for key, value in row.items()}
+
+
+def fmt_range(low, high):
+    return "[%s, %s]" % (fmt(low), fmt(high))
+
+
+DETECTORS = (detect_dead_relu, detect_saturated_activations)

@@ -1,0 +1,477 @@
+"""Configuration: what the configuration record alone shows is wrong.
+
+Inputs far from unit scale, a loss that does not fit the output or the labels,
+labels without information, batch normalization that cannot work.
+"""
+
+import numpy as np
+
+from tb_plateau import metadata
+from tb_plateau.diagnosis import causes, configview
+from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
+
+# A feature's typical magnitude (max of |mean| and std) beyond this is an
+# order of magnitude off unit scale (published: features outside [-1, 1] by
+# orders of magnitude). 0-255 pixels and raw tabular units pass it easily.
+LARGE_FEATURE_SCALE = 10.0
+# Per-feature standard deviations differing by more than this (published: scales
+# that differ by more than 100x) ...
+SCALE_SPREAD = 100.0  # max std / min std
+# ... matter only when the largest is itself off unit scale: a rare binary
+# feature (std 0.01) beside standardized ones is fine.
+SPREAD_MIN_LARGEST_SCALE = 3.0
+
+# Batch normalization over fewer samples than this gives noisy statistics
+# (Wu & He, Group Normalization, 2018: BN error grows quickly below 8-16).
+BATCHNORM_MIN_BATCH = 8  # samples per batch
+# Validation loss this many times the training loss with batch normalization in
+# the model: the moving statistics used at inference do not match training.
+BATCHNORM_VAL_TRAIN_RATIO = 3.0
+# Share of the initial moving statistics (mean 0, variance 1) still in them at
+# the end of training: momentum ** steps. Above this, inference uses mostly init.
+BATCHNORM_INIT_RESIDUE = 0.1
+
+# Labels with a spread this small cannot be told apart by a squared error the
+# optimizer can see (float32 and typical loss scales).
+TINY_LABEL_STD = 1e-3
+
+# Tolerance on "labels within the output's range".
+RANGE_TOLERANCE = 0.01
+
+_PROBABILITY_OUTPUTS = ("softmax", "sigmoid")
+
+
+def _scales(inp):
+    mean = np.abs(np.asarray(inp.get("mean") or [], float))
+    std = np.asarray(inp.get("std") or [], float)
+    if not len(mean) or len(mean) != len(std):
+        return None, None
+    return np.maximum(mean, std), std
+
+
+def detect_unnormalized_inputs(ctx):
+    """Raw features in the hundreds or thousands, or on very different scales."""
+    config = ctx.config
+    if not config.inputs:
+        return None
+    first = config.first_layer
+    if first is not None and first.get("class") in configview.INPUT_ADAPTING_LAYERS:
+        return None
+    problems = []
+    evidence = {"inputs": []}
+    for inp in config.inputs:
+        scale, std = _scales(inp)
+        if scale is None:
+            continue
+        finite = np.isfinite(scale)
+        if not finite.any():
+            continue
+        largest = int(np.nanargmax(np.where(finite, scale, -1)))
+        positive = std[np.isfinite(std) & (std > 0)]
+        spread = float(positive.max() / positive.min()) if len(positive) >= 2 else 1.0
+        name = inp.get("name") or "input"
+        lows = np.asarray(inp.get("min") or [np.nan], float)
+        highs = np.asarray(inp.get("max") or [np.nan], float)
+        value_range = "[%s, %s]" % (fmt(np.nanmin(lows)), fmt(np.nanmax(highs)))
+        entry = {
+            "name": name,
+            "largest_scale": float(scale[largest]),
+            "scale_spread": spread,
+            "range": [float(np.nanmin(lows)), float(np.nanmax(highs))],
+        }
+        if scale[largest] > LARGE_FEATURE_SCALE:
+            feature = " (feature %d)" % largest if len(scale) > 1 else ""
+            problems.append(
+                "input %r has values in %s; its largest feature%s has mean %s and std %s,"
+                " %s unit scale"
+                % (
+                    name,
+                    value_range,
+                    feature,
+                    fmt(inp["mean"][largest]),
+                    fmt(std[largest]),
+                    fmt_ratio(scale[largest]) + " beyond",
+                )
+            )
+            evidence["inputs"].append(entry)
+        elif spread > SCALE_SPREAD and scale[largest] > SPREAD_MIN_LARGEST_SCALE:
+            problems.append(
+                "the features of input %r have standard deviations from %s to %s (%s apart)"
+                % (name, fmt(positive.min()), fmt(positive.max()), fmt_ratio(spread))
+            )
+            evidence["inputs"].append(entry)
+    if not problems:
+        return None
+    explanation = (
+        "Inputs are not normalized: " + "; ".join(problems) + ". The first layer (%s) has no"
+        " normalization before it, so its pre-activations are that large too: ReLUs die or"
+        " sigmoid/tanh saturate, and one learning rate cannot suit both large and small"
+        " features." % ((first or {}).get("name") or "?")
+    )
+    worst = max(e["largest_scale"] for e in evidence["inputs"])
+    return Finding(
+        cause=causes.UNNORMALIZED_INPUTS,
+        severity=causes.WARNING,
+        confidence=0.9 if worst > 10 * LARGE_FEATURE_SCALE else 0.75,
+        title="Inputs are not normalized (values up to %s)"
+        % fmt(max(abs(v) for e in evidence["inputs"] for v in e["range"])),
+        explanation=explanation,
+        first_step=0,
+        layers=[first["name"]] if first and first.get("name") else [],
+        evidence=dict(
+            evidence,
+            series=[],
+            thresholds={"feature_scale": LARGE_FEATURE_SCALE, "scale_spread": SCALE_SPREAD},
+        ),
+    )
+
+
+def _output_range(activation):
+    """The values an output activation can produce, or None for unbounded."""
+    return {
+        "sigmoid": (0.0, 1.0),
+        "hard_sigmoid": (0.0, 1.0),
+        "softmax": (0.0, 1.0),
+        "tanh": (-1.0, 1.0),
+        "relu": (0.0, float("inf")),
+        "relu6": (0.0, 6.0),
+        "softplus": (0.0, float("inf")),
+        "exponential": (0.0, float("inf")),
+    }.get(activation)
+
+
+def _mismatches(config):
+    """[(severity, title, explanation, fixes)] of loss/output/label mismatches."""
+    found = []
+    units = config.output_units
+    activation = config.output_activation
+    loss = config.loss_name or config.loss_class
+    label_min, label_max = config.label_range
+    if units == 1 and activation == "softmax":
+        found.append(
+            (
+                causes.CRITICAL,
+                "Softmax over a single output unit",
+                "The output layer has 1 unit with a softmax: a softmax over one value is"
+                " always 1.0, whatever the input, so the loss cannot change.",
+                [
+                    'keras.layers.Dense(1, activation="sigmoid")  # loss="binary_crossentropy"',
+                    'keras.layers.Dense(num_classes, activation="softmax")',
+                ],
+            )
+        )
+    if config.is_categorical_cross_entropy and units == 1:
+        found.append(
+            (
+                causes.CRITICAL,
+                "Categorical cross-entropy on a single output unit",
+                "The loss %r compares a distribution over classes, but the output has 1"
+                " unit: the cross-entropy of a one-class distribution is constant." % loss,
+                [
+                    "loss = keras.losses.BinaryCrossentropy()  # one unit, labels 0/1",
+                    "keras.layers.Dense(num_classes)  # one unit per class",
+                ],
+            )
+        )
+    if (
+        config.is_cross_entropy
+        and config.from_logits is True
+        and activation in _PROBABILITY_OUTPUTS
+    ):
+        found.append(
+            (
+                causes.WARNING,
+                "Probabilities passed to a loss that expects logits",
+                "The output layer applies %s, but the loss %r has from_logits=True: it"
+                " applies %s again to values already in [0, 1], so predictions can never"
+                " become confident and gradients stay weak." % (activation, loss, activation),
+                [
+                    "keras.layers.Dense(num_classes)  # drop the output activation, keep"
+                    " from_logits=True"
+                ],
+            )
+        )
+    if (
+        config.is_cross_entropy
+        and config.from_logits is False
+        and activation is None
+        and units is not None
+    ):
+        found.append(
+            (
+                causes.CRITICAL,
+                "Logits passed to a loss that expects probabilities",
+                "The output layer has no activation (it outputs logits, any real number),"
+                " but the loss %r has from_logits=False: it reads them as probabilities,"
+                " clipping them to [1e-7, 1 - 1e-7], where the gradient is zero." % loss,
+                [
+                    "loss = keras.losses.%s(from_logits=True)" % _loss_class_name(config),
+                    'keras.layers.Dense(units, activation="%s")'
+                    % ("sigmoid" if units == 1 else "softmax"),
+                ],
+            )
+        )
+    if (
+        config.is_binary_cross_entropy
+        and label_min is not None
+        and (label_min < -RANGE_TOLERANCE or label_max > 1 + RANGE_TOLERANCE)
+    ):
+        found.append(
+            (
+                causes.CRITICAL,
+                "Binary cross-entropy on labels outside [0, 1]",
+                "Binary cross-entropy needs labels in [0, 1], but they range over [%s, %s]:"
+                " the loss can go negative and has no minimum where the model could"
+                " settle." % (fmt(label_min), fmt(label_max)),
+                ['y = (y > 0).astype("float32")  # e.g. labels -1/+1 -> 0/1'],
+            )
+        )
+    if (
+        config.is_sparse_cross_entropy
+        and label_max is not None
+        and units
+        and label_max > units - 1 + RANGE_TOLERANCE
+    ):
+        found.append(
+            (
+                causes.CRITICAL,
+                "Sparse labels out of range",
+                "The labels go up to %s, but the output has %d units (classes 0 to %d):"
+                " label %s has no unit.%s"
+                % (
+                    fmt(label_max),
+                    units,
+                    units - 1,
+                    fmt(label_max),
+                    " Labels start at %s: are they numbered from 1?" % fmt(label_min)
+                    if label_min is not None and label_min >= 1
+                    else "",
+                ),
+                [
+                    "y = y - 1  # if classes are numbered from 1",
+                    "keras.layers.Dense(int(y.max()) + 1)  # one unit per class id",
+                ],
+            )
+        )
+    reachable = _output_range(activation)
+    if config.is_regression_loss and reachable is not None and label_min is not None:
+        low, high = reachable
+        if label_min < low - RANGE_TOLERANCE or label_max > high + RANGE_TOLERANCE:
+            found.append(
+                (
+                    causes.CRITICAL,
+                    "The output activation cannot reach the targets",
+                    "The output applies %s, which only produces values in [%s, %s], but the"
+                    " regression targets range over [%s, %s]: the loss %r cannot go below"
+                    " the error on the targets out of reach, and the units pinned at the"
+                    " limit pass no gradient."
+                    % (activation, fmt(low), fmt(high), fmt(label_min), fmt(label_max), loss),
+                    ["keras.layers.Dense(1)  # a linear output for regression"],
+                )
+            )
+    return found
+
+
+def _loss_class_name(config):
+    if config.is_sparse_cross_entropy:
+        return "SparseCategoricalCrossentropy"
+    if config.is_binary_cross_entropy:
+        return "BinaryCrossentropy"
+    return "CategoricalCrossentropy"
+
+
+def detect_loss_output_mismatch(ctx):
+    """A loss that does not fit the output layer or the labels."""
+    config = ctx.config
+    if config.is_empty or config.loss is None or config.has_multiple_outputs:
+        return None
+    found = _mismatches(config)
+    if not found:
+        return None
+    severity = max((f[0] for f in found), key=lambda s: causes.SEVERITY_RANK[s])
+    output = config.output_layer or {}
+    explanation = " ".join(f[2] for f in found)
+    stats = ctx.vector(metadata.OUTPUT_STATS)
+    series = [ctx.train.tag] if ctx.train is not None else []
+    if stats is not None:
+        row = dict(zip(stats.labels, stats.values[-1]))
+        if "min" in row and "max" in row:
+            explanation += " At the last record the output ranged over [%s, %s]." % (
+                fmt(row["min"]),
+                fmt(row["max"]),
+            )
+        series.append(metadata.tag(metadata.OUTPUT_STATS))
+    fixes = []
+    for f in found:
+        fixes.extend(f[3])
+    return Finding(
+        cause=causes.LOSS_OUTPUT_MISMATCH,
+        severity=severity,
+        confidence=0.95,
+        title=found[0][1],
+        explanation=explanation,
+        first_step=0,
+        layers=[output["name"]] if output.get("name") else [],
+        evidence={
+            "series": series,
+            "loss": config.loss_name,
+            "from_logits": config.from_logits,
+            "output_activation": config.output_activation,
+            "output_units": config.output_units,
+            "label_range": list(config.label_range),
+            "problems": [f[1] for f in found],
+        },
+        fixes=fixes,
+    )
+
+
+def detect_uninformative_labels(ctx):
+    """Labels that are all the same, or so small the loss cannot see them."""
+    config = ctx.config
+    labels = config.labels
+    if not labels:
+        return None
+    std = config.label_std
+    distinct = config.distinct_labels
+    label_min, label_max = config.label_range
+    if (std is not None and std == 0) or (config.is_cross_entropy and distinct == 1):
+        value = fmt(label_min) if label_min is not None else "?"
+        return Finding(
+            cause=causes.NO_SIGNAL,
+            severity=causes.CRITICAL,
+            confidence=0.95,
+            title="Every label is the same (%s)" % value,
+            explanation="All labels in the recorded sample are %s%s: the model can only learn"
+            " that constant, and the loss says nothing about the inputs."
+            % (value, " (one class of %d)" % config.num_classes if config.num_classes else ""),
+            first_step=0,
+            evidence={"series": [], "label_std": std, "distinct_labels": distinct},
+        )
+    if (
+        config.is_regression_loss
+        and std is not None
+        and std < TINY_LABEL_STD
+        and (max(abs(label_min or 0), abs(label_max or 0)) < 10 * TINY_LABEL_STD)
+    ):
+        return Finding(
+            cause=causes.NO_SIGNAL,
+            severity=causes.WARNING,
+            confidence=0.7,
+            title="The regression targets are mis-scaled (std %s)" % fmt(std),
+            explanation="The targets have standard deviation %s and range over [%s, %s]: the"
+            " squared error between a good and a useless prediction is under %s, too small"
+            " for the optimizer to tell apart."
+            % (fmt(std), fmt(label_min), fmt(label_max), fmt(std**2)),
+            first_step=0,
+            evidence={"series": [], "label_std": std},
+            fixes=["y_scaled = (y - y.mean()) / y.std()  # predict y_scaled; invert afterwards"],
+        )
+    return None
+
+
+def detect_batchnorm_misuse(ctx):
+    """Batch normalization with tiny batches, or moving statistics that never caught up."""
+    config = ctx.config
+    layers = config.batchnorm_layers
+    if not layers:
+        return None
+    names = [layer.get("name") for layer in layers]
+    batch_size = config.batch_size
+    if batch_size is not None and batch_size < BATCHNORM_MIN_BATCH:
+        per_sample = [layer for layer in layers if len(layer.get("output_shape") or []) == 2]
+        degenerate = batch_size == 1 and per_sample
+        explanation = (
+            "The model has %d BatchNormalization layer(s) (%s) but trains on batches of %d:"
+            " their mean and variance are estimated from %d sample(s) per step."
+            % (len(layers), ", ".join(names[:4]), batch_size, batch_size)
+        )
+        if degenerate:
+            explanation += (
+                " With one sample, x - mean(x) is exactly 0, so %s output only their bias:"
+                " nothing before them receives any gradient."
+                % ", ".join(layer.get("name") for layer in per_sample[:4])
+            )
+        else:
+            explanation += " Such noisy statistics make the gradient noisy and inference"
+            explanation += " statistics unlike training's."
+        return Finding(
+            cause=causes.BATCHNORM_MISUSE,
+            severity=causes.CRITICAL if degenerate else causes.WARNING,
+            confidence=0.9,
+            title="Batch normalization on batches of %d" % batch_size,
+            explanation=explanation,
+            first_step=0,
+            layers=names,
+            evidence={"series": [], "batch_size": batch_size, "threshold": BATCHNORM_MIN_BATCH},
+        )
+    return _batchnorm_inference_mismatch(ctx, layers, names)
+
+
+def _batchnorm_inference_mismatch(ctx, layers, names):
+    """Validation far worse than training from the start, with stale moving statistics."""
+    if ctx.val is None or ctx.train is None:
+        return None
+    epoch_train = ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
+    train = epoch_train if epoch_train is not None and len(epoch_train) else None
+    if train is None:
+        return None
+    count = min(len(train), len(ctx.val))
+    if count == 0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = ctx.val.values[:count] / train.values[:count]
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios) or np.median(ratios) < BATCHNORM_VAL_TRAIN_RATIO:
+        return None
+    steps = ctx.training_steps or 0
+    residues = {}
+    for layer in layers:
+        momentum = layer.get("momentum")
+        if isinstance(momentum, (int, float)) and 0 < momentum < 1 and steps:
+            residues[layer.get("name")] = float(momentum) ** steps
+    stale = {k: v for k, v in residues.items() if v > BATCHNORM_INIT_RESIDUE}
+    explanation = (
+        "The validation loss is %s the training loss (median over %d epochs), from the first"
+        " epoch on, and the model has BatchNormalization (%s). At inference these layers use"
+        " their moving statistics instead of the batch's."
+        % (fmt_ratio(float(np.median(ratios))), len(ratios), ", ".join(names[:4]))
+    )
+    if stale:
+        layer_name, residue = max(stale.items(), key=lambda kv: kv[1])
+        momentum = next(
+            layer.get("momentum") for layer in layers if layer.get("name") == layer_name
+        )
+        explanation += (
+            " With momentum %s over %d steps, %s of %s's moving statistics are still their"
+            " initial values (mean 0, variance 1)."
+            % (fmt(momentum), steps, percent(residue), layer_name)
+        )
+    else:
+        explanation += (
+            " Check that the model is not called with training=True at inference and that"
+            " frozen BatchNormalization layers were not trained on other data."
+        )
+    return Finding(
+        cause=causes.BATCHNORM_MISUSE,
+        severity=causes.WARNING,
+        confidence=0.8 if stale else 0.6,
+        title="Validation loss %s the training loss with BatchNormalization"
+        % fmt_ratio(float(np.median(ratios))),
+        explanation=explanation,
+        first_step=int(ctx.val.steps[0]),
+        layers=names,
+        evidence={
+            "series": [ctx.train.tag, ctx.val.tag],
+            "val_train_ratio": float(np.median(ratios)),
+            "init_residue": residues,
+            "threshold": BATCHNORM_VAL_TRAIN_RATIO,
+        },
+    )
+
+
+DETECTORS = (
+    detect_unnormalized_inputs,
+    detect_loss_output_mismatch,
+    detect_uninformative_labels,
+    detect_batchnorm_misuse,
+)

@@ -1,0 +1,374 @@
+"""Read-only questions about the configuration record that `PlateauCallback` writes.
+
+The record is JSON written once per run (see `tb_plateau.summaries`): the
+layers in order, the loss, the optimizer, the batch size, and statistics of a
+sample of inputs and labels. Every accessor tolerates a missing or partial
+record (an older writer, a custom loop that wrote its own) and answers None.
+"""
+
+import math
+
+import numpy as np
+
+# Keras loss names (function and class spellings, lower-cased) by family.
+_CROSS_ENTROPY = (
+    "categorical_crossentropy",
+    "categoricalcrossentropy",
+    "sparse_categorical_crossentropy",
+    "sparsecategoricalcrossentropy",
+    "binary_crossentropy",
+    "binarycrossentropy",
+    "binary_focal_crossentropy",
+    "binaryfocalcrossentropy",
+    "categorical_focal_crossentropy",
+    "categoricalfocalcrossentropy",
+    "kl_divergence",
+    "kldivergence",
+)
+_SQUARED_ERROR = ("mse", "mean_squared_error", "meansquarederror")
+_NONNEGATIVE_LOSSES = (
+    _CROSS_ENTROPY
+    + _SQUARED_ERROR
+    + (
+        "mae",
+        "mean_absolute_error",
+        "meanabsoluteerror",
+        "huber",
+        "huber_loss",
+        "msle",
+        "mean_squared_logarithmic_error",
+        "meansquaredlogarithmicerror",
+        "hinge",
+        "squared_hinge",
+        "categorical_hinge",
+        "poisson",
+        "log_cosh",
+        "logcosh",
+    )
+)
+_REGRESSION_LOSSES = _SQUARED_ERROR + (
+    "mae",
+    "mean_absolute_error",
+    "meanabsoluteerror",
+    "huber",
+    "huber_loss",
+    "log_cosh",
+    "logcosh",
+)
+
+# Layers that make raw inputs fine: they normalize, rescale or look up ids.
+INPUT_ADAPTING_LAYERS = frozenset(
+    [
+        "Normalization",
+        "Rescaling",
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "Embedding",
+        "StringLookup",
+        "IntegerLookup",
+        "TextVectorization",
+        "CategoryEncoding",
+        "Hashing",
+        "Discretization",
+        "HashedCrossing",
+    ]
+)
+# Layers that only reshape: the first layer that does arithmetic comes after them.
+_SHAPE_ONLY_LAYERS = frozenset(
+    [
+        "InputLayer",
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "Dropout",
+        "RepeatVector",
+        "Cropping1D",
+        "Cropping2D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "Masking",
+    ]
+)
+_NORMALIZATION_LAYERS = frozenset(["BatchNormalization", "SyncBatchNormalization"])
+
+
+def _canon(name):
+    return str(name or "").lower().replace(" ", "_")
+
+
+class ConfigView:
+    """Questions the detectors ask of the configuration record."""
+
+    def __init__(self, config):
+        self.raw = config if isinstance(config, dict) else {}
+
+    # ----- layers
+
+    @property
+    def layers(self):
+        """Leaf layers in model order (dicts with name, class, activation, units...)."""
+        layers = self.raw.get("layers") or []
+        return [layer for layer in layers if isinstance(layer, dict) and not layer.get("nested")]
+
+    def layer(self, name):
+        for layer in self.layers:
+            if name in (layer.get("name"), layer.get("path")):
+                return layer
+        return None
+
+    @property
+    def computing_layers(self):
+        """Layers that do arithmetic on their input (not Flatten, Dropout, ...)."""
+        return [layer for layer in self.layers if layer.get("class") not in _SHAPE_ONLY_LAYERS]
+
+    @property
+    def first_layer(self):
+        layers = self.computing_layers
+        return layers[0] if layers else None
+
+    @property
+    def output_layer(self):
+        """The last layer with weights or an activation, or None."""
+        for layer in reversed(self.computing_layers):
+            if layer.get("params") or layer.get("activation") or layer.get("units"):
+                return layer
+        return None
+
+    @property
+    def output_activation(self):
+        """The output's activation name: the last activation at or after the last
+        layer with units (an `Activation("softmax")` after `Dense(10)` counts)."""
+        layers = self.computing_layers
+        last_with_units = None
+        for i, layer in enumerate(layers):
+            if _units(layer) is not None:
+                last_with_units = i
+        if last_with_units is None:
+            return None
+        activation = None
+        for layer in layers[last_with_units:]:
+            if layer.get("activation"):
+                activation = layer.get("activation")
+        return activation
+
+    @property
+    def _model_output_units(self):
+        model = self.raw.get("model")
+        units = model.get("output_units") if isinstance(model, dict) else None
+        return units if isinstance(units, list) else None
+
+    @property
+    def output_units(self):
+        units = self._model_output_units
+        if units and len(units) == 1 and isinstance(units[0], int):
+            return units[0]
+        for layer in reversed(self.computing_layers):
+            units = _units(layer)
+            if units is not None:
+                return units
+        return None
+
+    @property
+    def has_multiple_outputs(self):
+        units = self._model_output_units
+        return bool(units) and len(units) > 1
+
+    @property
+    def hidden_widths(self):
+        """(layer name, units) of the layers with units before the output layer."""
+        widths = [
+            (layer.get("name"), _units(layer))
+            for layer in self.computing_layers
+            if _units(layer) is not None
+        ]
+        return widths[:-1]
+
+    @property
+    def batchnorm_layers(self):
+        return [layer for layer in self.layers if layer.get("class") in _NORMALIZATION_LAYERS]
+
+    @property
+    def is_empty(self):
+        return not self.raw
+
+    # ----- loss
+
+    @property
+    def loss(self):
+        loss = self.raw.get("loss")
+        if isinstance(loss, dict) and "per_output" in loss:
+            return None  # several losses: the per-output checks do not apply
+        return loss if isinstance(loss, dict) else None
+
+    @property
+    def loss_name(self):
+        loss = self.loss
+        return _canon(loss.get("name")) if loss else None
+
+    @property
+    def loss_class(self):
+        loss = self.loss
+        return _canon(loss.get("class")) if loss else None
+
+    def _loss_in(self, names):
+        return bool(self.loss) and (self.loss_name in names or self.loss_class in names)
+
+    @property
+    def is_custom_loss(self):
+        loss = self.loss
+        return bool(loss and loss.get("custom"))
+
+    @property
+    def is_cross_entropy(self):
+        return self._loss_in(_CROSS_ENTROPY)
+
+    @property
+    def is_binary_cross_entropy(self):
+        return self._loss_in(
+            (
+                "binary_crossentropy",
+                "binarycrossentropy",
+                "binary_focal_crossentropy",
+                "binaryfocalcrossentropy",
+            )
+        )
+
+    @property
+    def is_sparse_cross_entropy(self):
+        return self._loss_in(("sparse_categorical_crossentropy", "sparsecategoricalcrossentropy"))
+
+    @property
+    def is_categorical_cross_entropy(self):
+        return self.is_cross_entropy and not (
+            self.is_binary_cross_entropy or self.is_sparse_cross_entropy
+        )
+
+    @property
+    def is_squared_error(self):
+        return self._loss_in(_SQUARED_ERROR)
+
+    @property
+    def is_regression_loss(self):
+        return self._loss_in(_REGRESSION_LOSSES)
+
+    @property
+    def loss_cannot_be_negative(self):
+        return self._loss_in(_NONNEGATIVE_LOSSES)
+
+    @property
+    def from_logits(self):
+        loss = self.loss
+        value = loss.get("from_logits") if loss else None
+        return value if isinstance(value, bool) else None
+
+    # ----- optimizer
+
+    @property
+    def optimizer_name(self):
+        optimizer = self.raw.get("optimizer")
+        return optimizer.get("name") if isinstance(optimizer, dict) else None
+
+    @property
+    def learning_rate(self):
+        optimizer = self.raw.get("optimizer")
+        if not isinstance(optimizer, dict):
+            return None
+        config = optimizer.get("config") or {}
+        return _finite_float(config.get("learning_rate", optimizer.get("learning_rate")))
+
+    @property
+    def has_learning_rate_schedule(self):
+        optimizer = self.raw.get("optimizer")
+        return isinstance(optimizer, dict) and bool(optimizer.get("learning_rate_schedule"))
+
+    @property
+    def clips_gradients(self):
+        optimizer = self.raw.get("optimizer")
+        config = (optimizer or {}).get("config") or {} if isinstance(optimizer, dict) else {}
+        return any(config.get(k) is not None for k in ("clipnorm", "clipvalue", "global_clipnorm"))
+
+    @property
+    def batch_size(self):
+        value = self.raw.get("batch_size")
+        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    # ----- data
+
+    def _data(self, key):
+        data = self.raw.get("data")
+        entries = data.get(key) if isinstance(data, dict) else self.raw.get(key)
+        if isinstance(entries, dict):
+            entries = [entries]
+        return [e for e in entries or [] if isinstance(e, dict)]
+
+    @property
+    def inputs(self):
+        return self._data("inputs")
+
+    @property
+    def labels(self):
+        """The statistics of the labels, when the model has one output, else None."""
+        labels = self._data("labels")
+        return labels[0] if len(labels) == 1 else None
+
+    @property
+    def label_std(self):
+        labels = self.labels
+        return _finite_float(labels.get("std")) if labels else None
+
+    @property
+    def label_range(self):
+        labels = self.labels
+        if not labels:
+            return None, None
+        return _finite_float(labels.get("min")), _finite_float(labels.get("max"))
+
+    @property
+    def class_frequencies(self):
+        labels = self.labels
+        counts = labels.get("class_counts") if labels else None
+        if not counts:
+            return None
+        counts = np.asarray(counts, float)
+        if counts.sum() <= 0:
+            return None
+        return counts / counts.sum()
+
+    @property
+    def distinct_labels(self):
+        labels = self.labels
+        value = labels.get("distinct_classes", labels.get("distinct")) if labels else None
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def label_encoding(self):
+        labels = self.labels
+        return labels.get("encoding") if labels else None
+
+    @property
+    def num_classes(self):
+        """Classes of a classification output: units, or 2 for one sigmoid unit."""
+        if not self.is_cross_entropy:
+            return None
+        units = self.output_units
+        if units is None:
+            return None
+        return 2 if units == 1 else units
+
+
+def _units(layer):
+    for key in ("units", "filters"):
+        value = layer.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _finite_float(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

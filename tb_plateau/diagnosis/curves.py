@@ -1,0 +1,226 @@
+"""Which series is the training (and validation) loss, and the shape of a curve.
+
+A run recorded by tb_plateau has the loss of each recorded batch
+("plateau/batch_loss") and Keras' epoch logs ("plateau/epoch/loss",
+"plateau/epoch/val_loss"). A run written without tb_plateau has whatever its
+writer chose: Keras' TensorBoard callback writes "epoch_loss" into "train" and
+"validation" runs; PyTorch users write "Loss/train", "train_loss", ...
+"""
+
+import dataclasses
+import re
+from typing import Optional
+
+import numpy as np
+
+from tb_plateau import metadata
+
+# Fewer batch-loss records than this and the epoch losses describe the run
+# better (one record per epoch is already a curve).
+MIN_BATCH_POINTS = 8  # records
+
+_VALIDATION_WORDS = re.compile(r"(^|[^a-z])(val|valid|validation|test|eval|dev)([^a-z]|$)")
+_TRAIN_WORDS = re.compile(r"(^|[^a-z])(train|training)([^a-z]|$)")
+
+
+@dataclasses.dataclass
+class LossCurve:
+    """A loss series and where it comes from."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    tag: str  # the tag to draw, as the run has it
+    per_batch: bool  # True: one batch's loss per point; False: epoch means
+
+    def __len__(self):
+        return len(self.steps)
+
+
+def _curve(series, tag, per_batch):
+    return LossCurve(np.asarray(series.steps), np.asarray(series.values, float), tag, per_batch)
+
+
+def training_loss(run):
+    """The run's training loss curve, or None if it has none."""
+    batch = run.scalars.get(metadata.BATCH_LOSS)
+    epoch = run.scalars.get(metadata.EPOCH_PREFIX + "loss")
+    if batch is not None and (len(batch) >= MIN_BATCH_POINTS or epoch is None):
+        if len(batch):
+            return _curve(batch, metadata.tag(metadata.BATCH_LOSS), True)
+    if epoch is not None and len(epoch):
+        return _curve(epoch, metadata.tag(metadata.EPOCH_PREFIX + "loss"), False)
+    tag = _pick_loss_tag(run.other_scalars, validation=False)
+    if tag is None:
+        return None
+    return _curve(run.other_scalars[tag], tag, per_batch=_looks_per_batch(tag))
+
+
+def validation_loss(run):
+    """The validation loss curve: tb_plateau's, a Keras sibling run's, or a tag's."""
+    epoch = run.scalars.get(metadata.EPOCH_PREFIX + "val_loss")
+    if epoch is not None and len(epoch):
+        return _curve(epoch, metadata.tag(metadata.EPOCH_PREFIX + "val_loss"), False)
+    tag = _pick_loss_tag(run.validation_scalars, validation=None)
+    if tag is not None:
+        return _curve(run.validation_scalars[tag], tag, per_batch=False)
+    tag = _pick_loss_tag(run.other_scalars, validation=True)
+    if tag is not None:
+        return _curve(run.other_scalars[tag], tag, per_batch=False)
+    return None
+
+
+def learning_rate(run):
+    """The learning-rate series (tb_plateau's or Keras' "epoch_learning_rate"), or None."""
+    series = run.scalars.get(metadata.LEARNING_RATE)
+    if series is not None and len(series):
+        return series
+    for tag, series in run.other_scalars.items():
+        if tag.lower().replace("-", "_") in ("epoch_learning_rate", "learning_rate", "lr"):
+            return series
+    return None
+
+
+def _looks_per_batch(tag):
+    return not tag.lower().startswith("epoch")
+
+
+def _pick_loss_tag(scalars, validation):
+    """The tag most likely to be the loss; `validation` None means either kind."""
+    candidates = []
+    for tag in scalars:
+        lower = tag.lower()
+        if "loss" not in lower:
+            continue
+        is_validation = bool(_VALIDATION_WORDS.search(lower)) or lower.startswith("val_")
+        if validation is not None and is_validation != validation:
+            continue
+        # Prefer the plain loss over its parts ("loss/reconstruction"), Keras'
+        # epoch loss, and tags that say "train".
+        score = (
+            lower in ("epoch_loss", "loss", "train_loss", "loss/train", "val_loss", "loss/val"),
+            bool(_TRAIN_WORDS.search(lower)) or is_validation,
+            -lower.count("/"),
+            -len(lower),
+        )
+        candidates.append((score, tag))
+    if not candidates:
+        return None
+    return max(candidates)[1]
+
+
+@dataclasses.dataclass
+class CurveShape:
+    """Robust summary numbers of a loss curve (its finite prefix).
+
+    head/tail: median of the first/last tenth of the points. best: the lowest
+    point of the smoothed curve. progress: (head - tail) / |head|.
+    last_fifth_share: the fraction of the whole fall made in the last fifth
+    of the run (about 0.2 for a straight line, near 0 once converged).
+    """
+
+    n: int
+    head: float
+    tail: float
+    best: float
+    best_step: int
+    progress: float
+    last_fifth_share: float
+    last_fifth_drop: float  # relative fall over the last fifth: (L(80%) - tail) / tail
+    smoothed: np.ndarray
+    steps: np.ndarray
+    relative_noise: float  # median |point - smoothed| / |smoothed|
+
+
+def finite_prefix(curve):
+    """The points before the first NaN/Inf, and the step of that first one (or None)."""
+    finite = np.isfinite(curve.values)
+    if finite.all():
+        return curve.steps, curve.values, None
+    first_bad = int(np.argmin(finite))
+    return curve.steps[:first_bad], curve.values[:first_bad], int(curve.steps[first_bad])
+
+
+def rolling_median(values, window):
+    """Centered rolling median; the window shrinks at the ends."""
+    values = np.asarray(values, float)
+    if window <= 1 or len(values) < 3:
+        return values.copy()
+    half = window // 2
+    return np.array(
+        [np.median(values[max(0, i - half) : i + half + 1]) for i in range(len(values))]
+    )
+
+
+def shape(steps, values):
+    """A `CurveShape`, or None for fewer than 3 points."""
+    values = np.asarray(values, float)
+    n = len(values)
+    if n < 3:
+        return None
+    tenth = max(1, n // 10)
+    head = float(np.median(values[:tenth]))
+    tail = float(np.median(values[-tenth:]))
+    smoothed = rolling_median(values, max(1, n // 20) | 1)
+    best_index = int(np.argmin(smoothed))
+    fall = head - tail
+    at_four_fifths = float(smoothed[min(n - 1, int(round(0.8 * (n - 1))))])
+    share = (at_four_fifths - tail) / fall if fall > 0 else 0.0
+    scale = np.maximum(np.abs(smoothed), 1e-12)
+    return CurveShape(
+        n=n,
+        head=head,
+        tail=tail,
+        best=float(smoothed[best_index]),
+        best_step=int(np.asarray(steps)[best_index]),
+        progress=fall / abs(head) if head != 0 else 0.0,
+        last_fifth_share=float(share),
+        last_fifth_drop=(at_four_fifths - tail) / abs(tail) if tail != 0 else 0.0,
+        smoothed=smoothed,
+        steps=np.asarray(steps),
+        relative_noise=float(np.median(np.abs(values - smoothed) / scale)),
+    )
+
+
+def chance_level_loss(config_view):
+    """What the loss is when the model predicts the label distribution only.
+
+    Cross-entropy: the entropy of the class frequencies (ln C when balanced).
+    Squared error: the variance of the labels. None when unknown.
+    """
+    if config_view is None:
+        return None
+    if config_view.is_cross_entropy:
+        balance = config_view.class_frequencies
+        if balance is not None and len(balance) >= 2:
+            p = np.asarray(balance, float)
+            p = p[p > 0] / p.sum()
+            if config_view.is_binary_cross_entropy and len(p) == 2:
+                return float(-(p * np.log(p)).sum())
+            return float(-(p * np.log(p)).sum())
+        classes = config_view.num_classes
+        if classes:
+            return float(np.log(classes)) if classes > 1 else float(np.log(2))
+        return None
+    if config_view.is_squared_error:
+        std = config_view.label_std
+        if std is not None:
+            return float(std) ** 2
+    return None
+
+
+def nearest_log_integer(value, max_classes=1000):
+    """(C, relative distance) for the C whose ln C is nearest `value`."""
+    if not np.isfinite(value) or value <= 0.3:
+        return None, float("inf")
+    classes = int(round(np.exp(value)))
+    classes = min(max(classes, 2), max_classes)
+    target = np.log(classes)
+    return classes, abs(value - target) / target
+
+
+def optional_float(value) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value

@@ -1,0 +1,374 @@
+"""Gradients: vanishing toward the input, exploding, or exactly zero."""
+
+import numpy as np
+
+from tb_plateau import metadata
+from tb_plateau.diagnosis import causes
+from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
+
+# Vanishing: the first layer's gradient norm is under 1/1,000 of the last
+# layer's and tiny in absolute terms (published starting point: ratio < 1e-3
+# with ||g_first|| < 1e-4).
+VANISHING_RATIO = 1e-3  # ||g_first|| / ||g_last||
+VANISHING_FIRST_NORM = 1e-4  # ||g_first||
+# Or the first layer's gradient entries are this small on average (published:
+# mean |g| < 1e-7); we use the root mean square, which equals it for Gaussians
+# up to a factor 1.25.
+VANISHING_RMS = 1e-7  # per gradient entry
+
+# Exploding across depth: the first layer's gradient over 70x the last one's
+# (published starting point).
+EXPLODING_RATIO = 70.0  # ||g_first|| / ||g_last||
+# Exploding over time: the total gradient norm grows 1,000x over its first
+# records. Healthy runs stay within ~10x (gradients shrink as the loss falls).
+EXPLODING_GROWTH = 1e3  # max ||g|| / early ||g||
+
+# A layer whose gradient norm is exactly 0 in this share of records gets no
+# learning signal. Not 100%: one record may fall on a batch that happens to
+# reach the layer.
+ZERO_GRADIENT_RECORD_SHARE = 0.9  # of records
+
+# Activation names that pass no gradient (derivative 0 almost everywhere).
+NON_DIFFERENTIABLE_NAMES = frozenset(
+    [
+        "sign",
+        "round",
+        "floor",
+        "ceil",
+        "argmax",
+        "argmin",
+        "step",
+        "heaviside",
+        "cast",
+        "threshold",
+        "binarize",
+        "binary",
+        "hard_threshold",
+        "greater",
+        "less",
+        "equal",
+    ]
+)
+
+_NORMALIZATION_CLASSES = frozenset(
+    [
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "SyncBatchNormalization",
+    ]
+)
+
+
+def _norm_matrix(ctx):
+    series = ctx.vector(metadata.GRAD_NORM)
+    if series is None:
+        return None, None, None
+    values = np.where(np.isfinite(series.values), series.values, np.nan)
+    return series, values, list(series.labels)
+
+
+def _weight_layer_columns(ctx, labels):
+    """Columns of layers with kernels (not normalization layers), in model order."""
+    columns = []
+    for i, label in enumerate(labels):
+        layer = ctx.config.layer(label) or ctx.config.layer(label.split("/")[-1])
+        if layer is not None and layer.get("class") in _NORMALIZATION_CLASSES:
+            continue
+        columns.append(i)
+    return columns
+
+
+def _layer_sizes(ctx, labels):
+    series = ctx.vector(metadata.GRAD_ZERO_COUNT)
+    sizes = (series.header.get("sizes") if series is not None else None) or []
+    if len(sizes) != len(labels):
+        return None
+    return np.asarray(sizes, float)
+
+
+def _first_and_last(ctx):
+    """(labels, first column, last column, per-record first norms, last norms) or None."""
+    series, values, labels = _norm_matrix(ctx)
+    if series is None:
+        return None
+    columns = _weight_layer_columns(ctx, labels)
+    if len(columns) < 2:
+        return None
+    return series, labels, columns[0], columns[-1], values[:, columns[0]], values[:, columns[-1]]
+
+
+def detect_vanishing_gradients(ctx):
+    """The first layers get gradients orders of magnitude smaller than the last."""
+    found = _first_and_last(ctx)
+    if found is None:
+        return None
+    series, labels, first, last, g_first, g_last = found
+    usable = (g_first > 0) & (g_last > 0)
+    if usable.sum() == 0:
+        return None  # exactly zero is `zero_gradient`, not vanishing
+    first_norm = float(np.nanmedian(g_first[usable]))
+    last_norm = float(np.nanmedian(g_last[usable]))
+    ratio = first_norm / last_norm
+    sizes = _layer_sizes(ctx, labels)
+    first_rms = first_norm / np.sqrt(sizes[first]) if sizes is not None else None
+    by_ratio = ratio < VANISHING_RATIO and first_norm < VANISHING_FIRST_NORM
+    by_rms = first_rms is not None and first_rms < VANISHING_RMS
+    if not (by_ratio or by_rms):
+        return None
+    first_step_rows = np.flatnonzero(
+        usable & (g_first / np.maximum(g_last, 1e-30) < VANISHING_RATIO)
+    )
+    first_step = int(series.steps[first_step_rows[0]]) if len(first_step_rows) else None
+    explanation = (
+        "The first layer's (%s) gradient norm is %s, %s smaller than the last layer's (%s, %s)"
+        % (labels[first], fmt(first_norm), fmt_ratio(1.0 / ratio), labels[last], fmt(last_norm))
+    )
+    if first_rms is not None:
+        explanation += "; its average gradient entry is %s" % fmt(first_rms)
+    explanation += (
+        " (medians over %d records). The first layers barely learn; the loss creeps or stalls."
+        % int(usable.sum())
+    )
+    chain = [
+        "%s %s" % (labels[i], fmt(np.nanmedian(series.values[:, i])))
+        for i in _weight_layer_columns(ctx, labels)
+    ]
+    if len(chain) > 2:
+        explanation += " Gradient norm by layer, input to output: " + ", ".join(chain[:8])
+        explanation += ", ..." if len(chain) > 8 else "."
+    severity = causes.CRITICAL if ratio < VANISHING_RATIO**2 else causes.WARNING
+    return Finding(
+        cause=causes.VANISHING_GRADIENTS,
+        severity=severity,
+        confidence=0.9 if by_ratio and by_rms else 0.75,
+        title="Gradients vanish: the first layer's are %s smaller than the last's"
+        % fmt_ratio(1.0 / ratio),
+        explanation=explanation,
+        first_step=first_step,
+        layers=[labels[i] for i in _weight_layer_columns(ctx, labels)[:-1]],
+        evidence={
+            "series": [metadata.tag(metadata.GRAD_NORM)],
+            "first_layer": labels[first],
+            "last_layer": labels[last],
+            "first_norm": first_norm,
+            "last_norm": last_norm,
+            "ratio": ratio,
+            "first_rms": first_rms,
+            "thresholds": {"ratio": VANISHING_RATIO, "first_norm": VANISHING_FIRST_NORM},
+        },
+    )
+
+
+def _total_norm(values):
+    return np.sqrt(np.nansum(np.square(values), axis=1))
+
+
+def detect_exploding_gradients(ctx):
+    """Gradients far larger toward the input, or growing by orders of magnitude."""
+    found = _first_and_last(ctx)
+    series, values, labels = _norm_matrix(ctx)
+    if series is None:
+        return None
+    grad_nonfinite = ctx.vector(metadata.GRAD_NONFINITE)
+    first_nonfinite_step = None
+    if grad_nonfinite is not None:
+        rows = np.flatnonzero(np.nan_to_num(grad_nonfinite.values, nan=1.0).sum(axis=1) > 0)
+        if len(rows):
+            first_nonfinite_step = int(grad_nonfinite.steps[rows[0]])
+
+    depth_ratio = None
+    if found is not None:
+        _, _, first, last, g_first, g_last = found
+        early = slice(0, max(1, min(3, len(g_first))))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = g_first[early] / g_last[early]
+        ratios = ratios[np.isfinite(ratios)]
+        depth_ratio = float(np.median(ratios)) if len(ratios) else None
+
+    total = _total_norm(values)
+    finite_total = total[np.isfinite(total) & (total > 0)]
+    growth = None
+    peak_step = None
+    if len(finite_total) >= 3:
+        early_norm = float(np.median(finite_total[:3]))
+        peak = int(np.nanargmax(np.where(np.isfinite(total), total, -np.inf)))
+        growth = float(total[peak] / early_norm) if early_norm > 0 else None
+        peak_step = int(series.steps[peak])
+
+    across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
+    over_time = growth is not None and growth > EXPLODING_GROWTH
+    if not (across_depth or over_time):
+        return None
+    parts = []
+    if across_depth:
+        parts.append(
+            "from the first records, the first layer's (%s) gradient norm is %s the last"
+            " layer's (%s)" % (labels[first], fmt_ratio(depth_ratio), labels[last])
+        )
+    if over_time:
+        parts.append(
+            "the total gradient norm grew %s from %s early on to %s at step %d"
+            % (
+                fmt_ratio(growth),
+                fmt(np.median(finite_total[:3])),
+                fmt(np.nanmax(total[np.isfinite(total)])),
+                peak_step,
+            )
+        )
+    explanation = "Gradients explode: " + "; ".join(parts) + "."
+    if first_nonfinite_step is not None:
+        explanation += " Gradients turned NaN/Inf at step %d." % first_nonfinite_step
+    explanation += " Each update then overshoots, so the loss cannot settle."
+    return Finding(
+        cause=causes.EXPLODING_GRADIENTS,
+        severity=causes.CRITICAL if first_nonfinite_step is not None else causes.WARNING,
+        confidence=0.85 if across_depth and over_time else 0.7,
+        title="Gradients explode (%s)"
+        % (
+            "%s larger at the input than at the output" % fmt_ratio(depth_ratio)
+            if across_depth
+            else "%s growth during training" % fmt_ratio(growth)
+        ),
+        explanation=explanation,
+        first_step=int(series.steps[0]) if across_depth else peak_step,
+        layers=[labels[first]] if across_depth else [],
+        evidence={
+            "series": [metadata.tag(metadata.GRAD_NORM)],
+            "depth_ratio": depth_ratio,
+            "growth": growth,
+            "at_init": bool(across_depth),
+            "nonfinite_step": first_nonfinite_step,
+            "thresholds": {"depth_ratio": EXPLODING_RATIO, "growth": EXPLODING_GROWTH},
+        },
+    )
+
+
+def _zero_gradient_layers(ctx):
+    """Layers whose gradient is exactly zero in most records, and those with None gradients."""
+    series, values, labels = _norm_matrix(ctx)
+    zero_layers = []
+    first_step = None
+    if series is not None and len(series) >= 1:
+        is_zero = series.values == 0
+        share = is_zero.mean(axis=0)
+        for i, label in enumerate(labels):
+            if share[i] >= ZERO_GRADIENT_RECORD_SHARE:
+                zero_layers.append(label)
+                rows = np.flatnonzero(is_zero[:, i])
+                step = int(series.steps[rows[0]])
+                first_step = step if first_step is None else min(first_step, step)
+    missing_layers = []
+    missing = ctx.vector(metadata.GRAD_MISSING)
+    if missing is not None:
+        counts = np.nanmax(missing.values, axis=0)
+        missing_layers = [label for label, c in zip(missing.labels, counts) if c > 0]
+        if missing_layers:
+            first_step = int(missing.steps[0]) if first_step is None else first_step
+    return labels or [], zero_layers, missing_layers, first_step
+
+
+def _culprit_between(ctx, zero_layers, all_labels):
+    """The non-differentiable function just after the last zero-gradient layer, if named."""
+    layers = ctx.config.layers
+    if not layers:
+        return None
+    names = [layer.get("name") for layer in layers]
+    paths = [layer.get("path") for layer in layers]
+    last_zero = zero_layers[-1]
+    start = None
+    for i, (name, path) in enumerate(zip(names, paths)):
+        if last_zero in (name, path) or last_zero.split("/")[-1] == name:
+            start = i
+    if start is None:
+        return None
+    trainable = set(all_labels)
+    for layer in layers[start:]:
+        if layer is not layers[start] and (
+            layer.get("name") in trainable or layer.get("path") in trainable
+        ):
+            break
+        activation = str(layer.get("activation") or "")
+        function = str(layer.get("function") or "")
+        for candidate in (activation, function):
+            bare = candidate.split(":")[-1].lower()
+            if bare and (
+                bare in NON_DIFFERENTIABLE_NAMES
+                or any(word in bare for word in ("sign", "round", "threshold", "step", "argmax"))
+            ):
+                return layer.get("name"), candidate.split(":")[-1]
+    return None
+
+
+def detect_zero_gradient(ctx):
+    """Layers whose weights get exactly zero or no (None) gradient."""
+    labels, zero_layers, missing_layers, first_step = _zero_gradient_layers(ctx)
+    if not zero_layers and not missing_layers:
+        return None
+    affected = [label for label in labels if label in zero_layers or label in missing_layers]
+    every_layer = bool(labels) and len(affected) == len(labels)
+    parts = []
+    if zero_layers:
+        parts.append(
+            "%d of %d trainable layers (%s) get a gradient that is exactly 0"
+            % (len(zero_layers), len(labels), ", ".join(zero_layers[:6]))
+        )
+    if missing_layers:
+        parts.append(
+            "%s get no gradient at all (None): they are not connected to the loss, or sit"
+            " behind tf.stop_gradient" % ", ".join(missing_layers[:6])
+        )
+    explanation = "; ".join(parts) + " (in at least %s of the records)." % percent(
+        ZERO_GRADIENT_RECORD_SHARE
+    )
+    title = "%s get exactly zero or no gradient" % (
+        "All layers" if every_layer else "%d layers" % len(affected)
+    )
+    fixes = causes.fixes(causes.ZERO_GRADIENT)
+    culprit = _culprit_between(ctx, zero_layers, labels) if zero_layers else None
+    if culprit is not None:
+        layer_name, function = culprit
+        explanation += (
+            " Layer %s applies %r, whose derivative is 0 almost everywhere, so nothing"
+            " before it learns." % (layer_name, function)
+        )
+        title = "%r in layer %s passes no gradient" % (function, layer_name)
+    elif every_layer and ctx.config.is_custom_loss:
+        loss_name = ctx.config.loss.get("name")
+        explanation += (
+            " Every layer is affected, so the loss itself passes no gradient: the custom"
+            " loss %r is flat almost everywhere (a threshold, round, cast or comparison)."
+            % loss_name
+        )
+        title = "The custom loss %r passes no gradient" % loss_name
+        fixes = [
+            "# Make the loss smooth, e.g. replace tf.cast(y_pred > 0.5, ...) by y_pred itself:\n"
+            "loss = keras.losses.BinaryCrossentropy()",
+        ] + fixes
+    if ctx.train_shape is not None:
+        explanation += " The loss moved %s from %s to %s." % (
+            percent(abs(ctx.train_shape.progress)),
+            fmt(ctx.train_shape.head),
+            fmt(ctx.train_shape.tail),
+        )
+    return Finding(
+        cause=causes.ZERO_GRADIENT,
+        severity=causes.CRITICAL if every_layer or culprit is not None else causes.WARNING,
+        confidence=0.95 if every_layer or culprit else 0.8,
+        title=title,
+        explanation=explanation,
+        first_step=first_step,
+        layers=affected,
+        evidence={
+            "series": [metadata.tag(metadata.GRAD_NORM), metadata.tag(metadata.GRAD_MISSING)],
+            "zero_layers": zero_layers,
+            "missing_layers": missing_layers,
+            "culprit": list(culprit) if culprit else None,
+            "every_layer": every_layer,
+        },
+        fixes=fixes,
+    )
+
+
+DETECTORS = (detect_exploding_gradients, detect_vanishing_gradients, detect_zero_gradient)

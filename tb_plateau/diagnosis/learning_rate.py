@@ -1,0 +1,235 @@
+"""The step size: a learning rate too high (spikes, divergence, huge updates) or too low."""
+
+import warnings
+
+import numpy as np
+
+from tb_plateau import metadata
+from tb_plateau.diagnosis import causes, curves
+from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
+
+# Update-to-weight ratio ||dW|| / ||W|| of one step: healthy near 1e-3
+# (published starting point: suspicious below 1e-4 or above 1e-2).
+UPDATE_RATIO_HIGH = 1e-2  # suspicious when the loss misbehaves too
+UPDATE_RATIO_EXTREME = 1e-1  # 100x the healthy 1e-3: too high on its own
+UPDATE_RATIO_LOW = 1e-4  # suspicious when the loss creeps too
+UPDATE_RATIO_TINY = 1e-5  # 100x below the healthy 1e-3
+
+# A spike undoes at least half of the progress made so far, and at least
+# doubles the loss relative to the points just before it. Noise near
+# convergence (a hard batch at 3x a tiny median) stays below the first bar.
+SPIKE_PROGRESS_SHARE = 0.5  # of (start - best)
+SPIKE_FACTOR = 2.0  # x the median of the preceding points
+SPIKE_WINDOW = 5  # preceding points
+MIN_SPIKES = 2  # spikes (one is bad luck; two is a pattern)
+
+# Divergence: the end of the run is clearly worse than its start.
+DIVERGENCE_FACTOR = 1.5  # tail / head
+# The loss grew this much before it turned NaN: it diverged, it did not hit a log(0).
+NAN_AFTER_GROWTH = 10.0  # last finite loss / start
+
+# Creeping: less than this share of the starting loss gained over the run.
+CREEPING_PROGRESS = 0.1  # of the starting loss
+# A learning rate this small is too low for any common optimizer on its own.
+TINY_LEARNING_RATE = 1e-6
+
+
+def _median_update_ratio(ctx):
+    """Median over records of the median over moving layers, and the per-record medians."""
+    series = ctx.vector(metadata.UPDATE_RATIO)
+    if series is None:
+        return None, None
+    values = np.where(np.isfinite(series.values), series.values, np.nan)
+    # Layers that did not move at all (zero or missing gradient) are another
+    # detector's business; the step size is read from the layers that move.
+    moving = np.where(values > 0, values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no layer moved
+        per_record = np.nanmedian(moving, axis=1)
+    per_record = per_record[np.isfinite(per_record)]
+    if not len(per_record):
+        all_zero = np.all(np.nan_to_num(values) == 0)
+        return (0.0 if all_zero else None), series
+    return float(np.median(per_record)), series
+
+
+def _spikes(ctx):
+    """Steps of the loss spikes in the finite prefix of the training loss."""
+    shape = ctx.train_shape
+    if shape is None or shape.n < SPIKE_WINDOW + 2:
+        return []
+    steps, values, _ = curves.finite_prefix(ctx.train)
+    scale = max(shape.head - shape.best, 0.25 * abs(shape.head))
+    spikes = []
+    for i in range(SPIKE_WINDOW, len(values)):
+        before = float(np.median(values[i - SPIKE_WINDOW : i]))
+        if values[i] > SPIKE_FACTOR * before and values[i] - before > SPIKE_PROGRESS_SHARE * scale:
+            spikes.append(int(steps[i]))
+    return spikes
+
+
+def _divergence(ctx):
+    """(kind, number) if the loss ends far above its start or grew into NaN, else None."""
+    shape = ctx.train_shape
+    if shape is None:
+        return None
+    if ctx.first_nonfinite_loss_step is not None:
+        finite = ctx.train.values[np.isfinite(ctx.train.values)]
+        if len(finite) and shape.head > 0 and finite[-1] / shape.head > NAN_AFTER_GROWTH:
+            return "nan_after_growth", float(finite[-1] / shape.head)
+    if shape.head > 0 and shape.tail > DIVERGENCE_FACTOR * shape.head:
+        return "grew", float(shape.tail / shape.head)
+    return None
+
+
+def detect_lr_too_high(ctx):
+    """Steps too large: huge update ratios, loss spikes or divergence."""
+    ratio, ratio_series = _median_update_ratio(ctx)
+    spikes = _spikes(ctx)
+    divergence = _divergence(ctx)
+    curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None
+    extreme = ratio is not None and ratio > UPDATE_RATIO_EXTREME
+    high = ratio is not None and ratio > UPDATE_RATIO_HIGH
+    if not (extreme or curve_symptom):
+        return None
+    if curve_symptom and ratio is not None and not high:
+        # The weights moved at a healthy pace: spikes come from elsewhere
+        # (bad batches, exploding gradients), not from the step size.
+        return None
+
+    parts = []
+    if ratio is not None:
+        parts.append(
+            "each step changes the weights by %s of their norm (median update/weight ratio;"
+            " healthy is about 1e-3: %s larger)" % (fmt(ratio), fmt_ratio(ratio / 1e-3))
+        )
+    if divergence is not None:
+        kind, amount = divergence
+        if kind == "grew":
+            parts.append(
+                "the loss ended %sx higher than it started (%s -> %s)"
+                % (fmt(amount), fmt(ctx.train_shape.head), fmt(ctx.train_shape.tail))
+            )
+        else:
+            parts.append(
+                "the loss grew %sx from its start, then turned NaN at step %d"
+                % (fmt(amount), ctx.first_nonfinite_loss_step)
+            )
+    if len(spikes) >= MIN_SPIKES:
+        parts.append(
+            "the loss spiked %d times (first at step %d), each time undoing at least half of"
+            " the progress" % (len(spikes), spikes[0])
+        )
+    learning_rate = _current_learning_rate(ctx)
+    explanation = "The learning rate is too high: " + "; ".join(parts) + "."
+    if learning_rate is not None:
+        explanation += " The learning rate was %s" % fmt(learning_rate)
+        if ctx.config.optimizer_name:
+            explanation += " (%s)" % ctx.config.optimizer_name
+        explanation += "."
+    first_step = spikes[0] if spikes else None
+    if divergence is not None and divergence[0] == "nan_after_growth":
+        first_step = first_step if first_step is not None else ctx.first_nonfinite_loss_step
+    severity = (
+        causes.CRITICAL
+        if divergence is not None or (extreme and curve_symptom)
+        else (causes.WARNING)
+    )
+    confidence = 0.5 + 0.2 * bool(high) + 0.15 * bool(extreme) + 0.15 * bool(curve_symptom)
+    series_tags = [ctx.train.tag] if ctx.train is not None else []
+    if ratio_series is not None:
+        series_tags.append(metadata.tag(metadata.UPDATE_RATIO))
+    fixes = causes.fixes(causes.LR_TOO_HIGH)
+    if learning_rate is not None:
+        fixes = [
+            "optimizer = keras.optimizers.%s(learning_rate=%s)  # 10x lower than now"
+            % (ctx.config.optimizer_name or "Adam", fmt(learning_rate / 10))
+        ] + fixes[1:]
+    return Finding(
+        cause=causes.LR_TOO_HIGH,
+        severity=severity,
+        confidence=confidence,
+        title="The learning rate is too high"
+        + (" (learning rate %s)" % fmt(learning_rate) if learning_rate is not None else ""),
+        explanation=explanation,
+        first_step=first_step,
+        evidence={
+            "series": series_tags,
+            "update_ratio": ratio,
+            "spike_steps": spikes[:20],
+            "divergence": list(divergence) if divergence else None,
+            "learning_rate": learning_rate,
+            "thresholds": {"update_ratio": UPDATE_RATIO_HIGH, "spike_factor": SPIKE_FACTOR},
+        },
+        fixes=fixes,
+    )
+
+
+def _current_learning_rate(ctx):
+    series = curves.learning_rate(ctx.run)
+    if series is not None:
+        finite = series.values[np.isfinite(series.values)]
+        if len(finite):
+            return float(np.median(finite))
+    return ctx.config.learning_rate
+
+
+def _gradients_flow(ctx):
+    """True unless every layer's gradient is exactly zero (then the step size is moot)."""
+    series = ctx.vector(metadata.GRAD_NORM)
+    return series is None or bool(np.nanmax(np.nan_to_num(series.values)) > 0)
+
+
+def detect_lr_too_low(ctx):
+    """Steps too small: tiny update ratios while the loss barely moves."""
+    ratio, ratio_series = _median_update_ratio(ctx)
+    shape = ctx.train_shape
+    learning_rate = _current_learning_rate(ctx)
+    if shape is None or not _gradients_flow(ctx):
+        return None
+    creeping = shape.progress < CREEPING_PROGRESS
+    tiny_rate = learning_rate is not None and 0 <= learning_rate <= TINY_LEARNING_RATE
+    if ratio is not None:
+        suspicious = (ratio < UPDATE_RATIO_LOW and creeping) or (
+            ratio < UPDATE_RATIO_TINY and shape.progress < 0.5
+        )
+    else:
+        suspicious = creeping and tiny_rate
+    if not suspicious:
+        return None
+    parts = []
+    if ratio is not None:
+        parts.append(
+            "each step changes the weights by only %s of their norm (median update/weight"
+            " ratio; healthy is about 1e-3: %s larger)"
+            % (fmt(ratio), fmt_ratio(1e-3 / max(ratio, 1e-12)))
+        )
+    parts.append(
+        "over the run the loss fell by only %s (%s -> %s)"
+        % (percent(max(shape.progress, 0.0)), fmt(shape.head), fmt(shape.tail))
+    )
+    explanation = "The learning rate is too low: " + "; ".join(parts) + "."
+    if learning_rate is not None:
+        explanation += " The learning rate was %s." % fmt(learning_rate)
+    series_tags = [ctx.train.tag]
+    if ratio_series is not None:
+        series_tags.append(metadata.tag(metadata.UPDATE_RATIO))
+    return Finding(
+        cause=causes.LR_TOO_LOW,
+        severity=causes.CRITICAL if ratio == 0 or learning_rate == 0 else causes.WARNING,
+        confidence=0.85 if ratio is not None else 0.6,
+        title="The learning rate is too low"
+        + (" (learning rate %s)" % fmt(learning_rate) if learning_rate is not None else ""),
+        explanation=explanation,
+        first_step=int(shape.steps[0]),
+        evidence={
+            "series": series_tags,
+            "update_ratio": ratio,
+            "progress": shape.progress,
+            "learning_rate": learning_rate,
+            "thresholds": {"update_ratio": UPDATE_RATIO_LOW, "progress": CREEPING_PROGRESS},
+        },
+    )
+
+
+DETECTORS = (detect_lr_too_high, detect_lr_too_low)

@@ -1,0 +1,369 @@
+"""The loss curves: chance level, constant, negative, overfitting, not converged, too small.
+
+These detectors need only the training (and validation) loss, so they also
+serve logs written without tb_plateau (Keras' TensorBoard callback, PyTorch's
+SummaryWriter); the configuration record sharpens them where it exists.
+"""
+
+import numpy as np
+
+from tb_plateau import metadata
+from tb_plateau.diagnosis import causes, curves
+from tb_plateau.diagnosis.context import TRAIN_VAL_GAP
+from tb_plateau.diagnosis.finding import Finding, fmt, percent
+
+# A loss within this of chance level has learned nothing about the inputs. The
+# chance level of a regression comes from a sample's label variance, which is
+# itself uncertain by ~10% for a few hundred labels.
+CHANCE_TOLERANCE_CE = 0.05  # relative to ln C (or the label entropy)
+CHANCE_TOLERANCE_MSE = 0.1  # relative to the label variance
+# Without a configuration record, a loss this close to ln C for a common class
+# count C is taken as chance-level cross-entropy. Candidates are few so that
+# an unrelated loss rarely lands near one by accident.
+CURVE_ONLY_CHANCE_TOLERANCE = 0.01  # relative to ln C
+CURVE_ONLY_CLASS_COUNTS = (2, 3, 4, 5, 6, 7, 8, 9, 10, 100, 1000)
+# Flat: the whole run gained under this share of its starting loss.
+FLAT_PROGRESS = 0.02
+
+# Constant: the loss spread over the run is under this share of its value.
+CONSTANT_SPREAD = 1e-6  # relative
+MIN_CONSTANT_POINTS = 5  # records
+
+# Overfitting (published starting point: validation loss rising for several
+# evaluations while training loss falls, (val - train) / train > 0.1).
+OVERFIT_PATIENCE = 3  # evaluations after the best validation loss
+OVERFIT_MIN_RISE = 0.05  # final val over best val, relative
+
+# Not converged: the last fifth of the run still made a good share of the
+# total fall (a straight line makes 20%; a converged curve almost 0) ...
+NOT_CONVERGED_SHARE = 0.15  # of the total fall
+# ... and lowered the loss by a noticeable amount relative to where it ends.
+NOT_CONVERGED_DROP = 0.05  # relative to the final loss
+# A loss already this small relative to its start has converged for practical
+# purposes, however it is still creeping (separable data drives CE toward 0).
+NEGLIGIBLE_LOSS_SHARE = 0.05  # of the starting loss
+
+# Insufficient capacity: the loss settled flat, far above a perfect fit ...
+PLATEAU_SHARE = 0.1  # last fifth's share of the fall, at most
+CAPACITY_LOSS_SHARE = 0.25  # final loss over chance level, at least
+# ... in a model with a bottleneck this narrow (or no hidden layer at all).
+CAPACITY_BOTTLENECK_UNITS = 2  # units
+
+
+def _tags(ctx):
+    tags = [ctx.train.tag]
+    if ctx.val is not None:
+        tags.append(ctx.val.tag)
+    return tags
+
+
+def _curve_only_note(ctx):
+    if ctx.recorded:
+        return ""
+    return (
+        " (From the loss curve alone: recorded with tb_plateau.summaries.PlateauCallback, the"
+        " per-layer gradients and activations would show why.)"
+    )
+
+
+def _chance(ctx):
+    """(chance-level loss, how it was derived, tolerance) or (None, None, None)."""
+    config = ctx.config
+    if ctx.chance_loss is not None:
+        if config.is_cross_entropy:
+            classes = config.num_classes
+            how = (
+                "the entropy of the label frequencies"
+                if config.class_frequencies is not None
+                else "ln(%d)" % classes
+            )
+            return ctx.chance_loss, how, CHANCE_TOLERANCE_CE
+        return ctx.chance_loss, "the variance of the labels", CHANCE_TOLERANCE_MSE
+    if ctx.has_config or ctx.train_shape is None:
+        return None, None, None
+    classes, distance = curves.nearest_log_integer(ctx.train_shape.tail)
+    if classes in CURVE_ONLY_CLASS_COUNTS and distance < CURVE_ONLY_CHANCE_TOLERANCE:
+        return (
+            float(np.log(classes)),
+            "ln(%d), cross-entropy over %d balanced classes" % (classes, classes),
+            CURVE_ONLY_CHANCE_TOLERANCE,
+        )
+    return None, None, None
+
+
+def detect_chance_level(ctx):
+    """The loss stays at what predicting the label distribution alone gives."""
+    shape = ctx.train_shape
+    if shape is None:
+        return None
+    chance, how, tolerance = _chance(ctx)
+    if chance is None or chance <= 0:
+        return None
+    train_at_chance = abs(shape.tail - chance) / chance < tolerance and shape.best > chance * (
+        1 - 2 * tolerance
+    )
+    val_never_better = False
+    if ctx.val_shape is not None and ctx.val_shape.n >= 2:
+        val_never_better = ctx.val_shape.best > chance * (1 - tolerance) and (
+            shape.tail < chance * (1 - tolerance)
+        )
+    if not (train_at_chance or val_never_better):
+        return None
+    if train_at_chance:
+        explanation = (
+            "The training loss stayed at chance level: it ended at %s, and %s (the loss of a"
+            " model that ignores its inputs) is %s. The best it reached was %s."
+            % (fmt(shape.tail), how, fmt(chance), fmt(shape.best))
+        )
+    else:
+        explanation = (
+            "The training loss fell to %s, but the validation loss never got below chance"
+            " level (%s = %s; best %s): the model memorizes the training labels without"
+            " learning anything that generalizes."
+            % (fmt(shape.tail), how, fmt(chance), fmt(ctx.val_shape.best))
+        )
+    explanation += (
+        " When gradients and activations are healthy, this means the labels carry no"
+        " information about the inputs: shuffled apart from them, constant, or wrong."
+    ) + _curve_only_note(ctx)
+    return Finding(
+        cause=causes.NO_SIGNAL,
+        severity=causes.CRITICAL if ctx.has_config else causes.WARNING,
+        confidence=0.8 if ctx.has_config else 0.55,
+        title="The loss stays at chance level (%s)" % fmt(chance),
+        explanation=explanation,
+        first_step=int(shape.steps[0]),
+        evidence={
+            "series": _tags(ctx),
+            "chance_loss": chance,
+            "final_loss": shape.tail,
+            "best_loss": shape.best,
+            "val_never_better": val_never_better,
+        },
+    )
+
+
+def detect_constant_loss(ctx):
+    """The loss does not change at all; without gradient records, say what that means."""
+    if ctx.vector(metadata.GRAD_NORM) is not None or ctx.train is None:
+        return None  # the gradient detectors know better
+    steps, values, _ = curves.finite_prefix(ctx.train)
+    if len(values) < MIN_CONSTANT_POINTS:
+        return None
+    spread = float(np.ptp(values))
+    if spread > CONSTANT_SPREAD * max(abs(float(np.mean(values))), 1e-12):
+        return None
+    return Finding(
+        cause=causes.ZERO_GRADIENT,
+        severity=causes.CRITICAL,
+        confidence=0.6,
+        title="The loss is constant (%s at every record)" % fmt(values[0]),
+        explanation=(
+            "The loss was %s at all %d records from step %d to %d: no weight moved. Usually"
+            " the gradient is exactly zero (a non-differentiable op such as sign/round/argmax,"
+            " a loss of constants, tf.stop_gradient), or the learning rate is 0."
+            % (fmt(values[0]), len(values), int(steps[0]), int(steps[-1]))
+        )
+        + _curve_only_note(ctx),
+        first_step=int(steps[0]),
+        evidence={"series": _tags(ctx), "value": float(values[0]), "points": len(values)},
+    )
+
+
+def detect_negative_loss(ctx):
+    """A loss below zero that cannot be (cross-entropy, squared error, ...)."""
+    if ctx.train is None:
+        return None
+    _, values, _ = curves.finite_prefix(ctx.train)
+    if not len(values) or float(np.min(values)) >= 0:
+        return None
+    if ctx.has_config and not ctx.config.loss_cannot_be_negative:
+        return None  # cosine similarity, log-likelihoods of densities: negative by design
+    first_negative = int(ctx.train.steps[int(np.argmax(values < 0))])
+    if ctx.has_config:
+        explanation = (
+            "The loss %r reached %s, but it cannot be negative for valid labels: the labels"
+            " are outside the range the loss expects (e.g. -1/+1 or class ids for"
+            " binary cross-entropy, non-one-hot rows for categorical cross-entropy)."
+            % (ctx.config.loss_name, fmt(np.min(values)))
+        )
+    else:
+        explanation = (
+            "The loss reached %s. Cross-entropy and squared-error losses cannot be negative"
+            " for valid labels: unless this loss is negative by design (cosine similarity, a"
+            " density's log-likelihood), the labels do not fit the loss (e.g. -1/+1 labels"
+            " with binary cross-entropy)." % fmt(np.min(values))
+        ) + _curve_only_note(ctx)
+    return Finding(
+        cause=causes.LOSS_OUTPUT_MISMATCH,
+        severity=causes.CRITICAL if ctx.has_config else causes.WARNING,
+        confidence=0.9 if ctx.has_config else 0.6,
+        title="The loss is negative (%s)" % fmt(np.min(values)),
+        explanation=explanation,
+        first_step=first_negative,
+        evidence={"series": _tags(ctx), "min_loss": float(np.min(values))},
+    )
+
+
+def detect_overfitting(ctx):
+    """Validation loss rising for several evaluations while training loss falls."""
+    if ctx.val is None or ctx.train_shape is None:
+        return None
+    steps, values, _ = curves.finite_prefix(ctx.val)
+    if len(values) < OVERFIT_PATIENCE + 2:
+        return None
+    best = int(np.argmin(values))
+    after = len(values) - 1 - best
+    rise = (values[-1] - values[best]) / abs(values[best]) if values[best] else 0.0
+    gap = ctx.train_val_gap()
+    if after < OVERFIT_PATIENCE or rise < OVERFIT_MIN_RISE or gap is None or gap < TRAIN_VAL_GAP:
+        return None
+    train_steps = ctx.train_shape.steps
+    train_at_best = float(np.interp(steps[best], train_steps, ctx.train_shape.smoothed))
+    if ctx.train_shape.tail >= train_at_best:
+        return None  # both rising: not overfitting, something else broke
+    return Finding(
+        cause=causes.OVERFITTING,
+        severity=causes.WARNING,
+        confidence=min(0.95, 0.6 + 0.1 * after),
+        title="Overfitting since step %d: validation loss up %s, training loss down"
+        % (int(steps[best]), percent(rise)),
+        explanation=(
+            "The validation loss was lowest (%s) at step %d and rose for the %d evaluations"
+            " after it, to %s (+%s), while the training loss fell from %s to %s. At the end"
+            " the validation loss is %s above the training loss."
+            % (
+                fmt(values[best]),
+                int(steps[best]),
+                after,
+                fmt(values[-1]),
+                percent(rise),
+                fmt(train_at_best),
+                fmt(ctx.train_shape.tail),
+                percent(gap),
+            )
+        ),
+        first_step=int(steps[best]),
+        evidence={
+            "series": _tags(ctx),
+            "best_val_step": int(steps[best]),
+            "best_val_loss": float(values[best]),
+            "final_val_loss": float(values[-1]),
+            "gap": gap,
+            "threshold": TRAIN_VAL_GAP,
+        },
+    )
+
+
+def detect_not_converged(ctx):
+    """The loss was still falling steeply when training stopped."""
+    shape = ctx.train_shape
+    if shape is None or shape.n < 5 or shape.progress <= 0:
+        return None
+    if shape.head > 0 and shape.tail < NEGLIGIBLE_LOSS_SHARE * shape.head:
+        return None
+    if shape.last_fifth_share < NOT_CONVERGED_SHARE or shape.last_fifth_drop < NOT_CONVERGED_DROP:
+        return None
+    if ctx.val_shape is not None and ctx.val_shape.n >= 3 and ctx.val_shape.last_fifth_drop < 0:
+        return None  # validation already rising: more training would overfit
+    at_four_fifths = float(shape.smoothed[int(round(0.8 * (shape.n - 1)))])
+    return Finding(
+        cause=causes.NOT_CONVERGED,
+        severity=causes.WARNING,
+        confidence=min(0.9, 0.5 + shape.last_fifth_share),
+        title="The loss was still falling when training stopped (-%s in the last fifth)"
+        % percent(shape.last_fifth_drop / (1 + shape.last_fifth_drop)),
+        explanation=(
+            "Over the last fifth of the run the loss fell from %s to %s: %s of its whole fall"
+            " (%s -> %s) happened there, so it had not levelled off at step %d. More steps,"
+            " or a larger learning rate, would lower it further."
+            % (
+                fmt(at_four_fifths),
+                fmt(shape.tail),
+                percent(shape.last_fifth_share),
+                fmt(shape.head),
+                fmt(shape.tail),
+                int(shape.steps[-1]),
+            )
+        )
+        + _curve_only_note(ctx),
+        first_step=int(shape.steps[int(round(0.8 * (shape.n - 1)))]),
+        evidence={
+            "series": _tags(ctx),
+            "last_fifth_share": shape.last_fifth_share,
+            "last_fifth_drop": shape.last_fifth_drop,
+            "thresholds": {"share": NOT_CONVERGED_SHARE, "drop": NOT_CONVERGED_DROP},
+        },
+    )
+
+
+def _bottleneck(config):
+    """(layer, units) of the narrowest hidden layer if narrow enough, or ('', 0) for none."""
+    widths = [(name, units) for name, units in config.hidden_widths if units]
+    if not widths:
+        return "", 0
+    name, units = min(widths, key=lambda w: w[1])
+    if units <= CAPACITY_BOTTLENECK_UNITS:
+        return name, units
+    return None
+
+
+def detect_insufficient_capacity(ctx):
+    """A flat plateau far above a perfect fit, train close to validation, in a tiny model."""
+    shape = ctx.train_shape
+    if shape is None or not ctx.has_config or shape.n < 5 or shape.progress <= FLAT_PROGRESS:
+        return None
+    chance, how, _ = _chance(ctx)
+    if chance is None or shape.tail < CAPACITY_LOSS_SHARE * chance:
+        return None
+    if shape.last_fifth_share > PLATEAU_SHARE:
+        return None
+    gap = ctx.train_val_gap()
+    if gap is not None and abs(gap) > TRAIN_VAL_GAP:
+        return None
+    bottleneck = _bottleneck(ctx.config)
+    if bottleneck is None:
+        return None
+    name, units = bottleneck
+    if units:
+        where = "its narrowest hidden layer, %s, has %d unit%s" % (name, units, "s" * (units > 1))
+    else:
+        where = "it has no hidden layer: a linear model"
+    explanation = (
+        "The loss settled at %s (%s of chance level %s, from %s at the start) and stopped"
+        " improving, "
+        % (fmt(shape.tail), percent(shape.tail / chance), fmt(chance), fmt(shape.head))
+    )
+    explanation += (
+        "with training and validation loss %s apart" % percent(abs(gap))
+        if gap is not None
+        else "with no validation loss to compare"
+    )
+    explanation += "; the model cannot fit the training data better: %s." % where
+    return Finding(
+        cause=causes.INSUFFICIENT_CAPACITY,
+        severity=causes.WARNING,
+        confidence=0.65,
+        title="The model is too small: the loss plateaus at %s of chance level"
+        % percent(shape.tail / chance),
+        explanation=explanation,
+        first_step=int(shape.best_step),
+        layers=[name] if name else [],
+        evidence={
+            "series": _tags(ctx),
+            "final_loss": shape.tail,
+            "chance_loss": chance,
+            "train_val_gap": gap,
+            "bottleneck_units": units,
+        },
+    )
+
+
+DETECTORS = (
+    detect_negative_loss,
+    detect_constant_loss,
+    detect_chance_level,
+    detect_overfitting,
+    detect_not_converged,
+    detect_insufficient_capacity,
+)
