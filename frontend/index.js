@@ -4,7 +4,7 @@
 // is vendored next to this file.
 //
 // Every run, tag, layer and function name reaches the DOM through
-// textContent, never innerHTML; chart tooltips escape what they show.
+// textContent, never as markup; chart tooltips escape what they show.
 
 import * as echarts from "./vendor/echarts.esm.min.js";
 
@@ -290,6 +290,10 @@ async function renderSelected() {
   const content = el("div", { attrs: { "data-run": run } });
   content.appendChild(runHeader(entry, report));
   if (error) content.appendChild(el("div", { className: "pl-error", text: error }));
+  const notes = report && Array.isArray(report.notes) ? report.notes : [];
+  if (notes.length) {
+    content.appendChild(el("ul", { className: "pl-notes" }, notes.map((note) => el("li", { text: note }))));
+  }
   const drawn = new Set();
   const pending = [];
   if (report) {
@@ -429,9 +433,7 @@ function findingCard(finding, index) {
   for (const kind of kinds) {
     const container = el("div", { className: kind === "grad" ? "pl-chart pl-chart-tall" : "pl-chart" });
     const caption = el("p", { className: "pl-chart-caption" });
-    if (kind === "config") {
-      container.className = "pl-table-wrap";
-    }
+    if (kind === "config") container.className = "pl-config-wrap";
     node.append(container, caption);
     charts.push({ kind, tags, container, caption, title: KIND_TITLES[kind] });
   }
@@ -520,29 +522,49 @@ function lossTags(entry) {
   return lines;
 }
 
-// Regions and steps named in a finding's evidence: [start, end] pairs under
-// keys naming a region, step lists under "*steps", and first_step.
-function evidenceMarks(finding) {
+// What the shaded region of each cause is called: it runs from the step the
+// cause began (or, for overfitting, the best validation step) to the end.
+const REGION_LABELS = {
+  nonfinite: "NaN/Inf",
+  lr_too_high: "unstable",
+  exploding_gradients: "exploding",
+  overfitting: "overfitting",
+  no_signal: "plateau",
+  insufficient_capacity: "plateau",
+  lr_too_low: "creeping",
+  dead_relu: "plateau",
+  saturated_activations: "plateau",
+  vanishing_gradients: "plateau",
+  zero_gradient: "plateau",
+  loss_output_mismatch: "plateau",
+  unnormalized_inputs: "plateau",
+  batchnorm_misuse: "plateau",
+  not_converged: "still falling",
+};
+
+// Regions and steps a finding points at: explicit [start, end] pairs under
+// keys naming a region, step lists under "*_steps", and otherwise the span
+// from first_step (or best_val_step) to the last recorded step.
+function evidenceMarks(finding, lastStep) {
   const regions = [];
   const points = [];
   if (!finding) return { regions, points };
   const evidence = finding.evidence || {};
+  const isPair = (v) => Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === "number");
   for (const [key, value] of Object.entries(evidence)) {
     const k = key.toLowerCase();
-    if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === "number") &&
-        /(region|range|window|plateau|spike|diverg|interval|span)/.test(k)) {
-      regions.push({ name: key.replace(/_/g, " "), from: value[0], to: value[1] });
-    } else if (Array.isArray(value) && value.length && Array.isArray(value[0]) && value[0].length === 2 &&
-        /(region|range|window|plateau|spike|diverg|interval|span)/.test(k)) {
-      for (const pair of value.slice(0, 20)) {
-        if (pair.every((v) => typeof v === "number")) regions.push({ name: key.replace(/_/g, " "), from: pair[0], to: pair[1] });
-      }
-    } else if (Array.isArray(value) && /steps$/.test(k) && value.every((v) => typeof v === "number") && value.length <= 50) {
-      for (const step of value) points.push({ name: key.replace(/_/g, " "), step });
+    const regionKey = /(region|range|window|plateau|interval|span)/.test(k);
+    if (regionKey && isPair(value)) regions.push({ name: key.replace(/_/g, " "), from: value[0], to: value[1] });
+    else if (regionKey && Array.isArray(value) && value.every(isPair)) {
+      for (const pair of value.slice(0, 20)) regions.push({ name: key.replace(/_/g, " "), from: pair[0], to: pair[1] });
+    } else if (/steps$/.test(k) && Array.isArray(value) && value.every((v) => typeof v === "number")) {
+      for (const step of value.slice(0, 50)) points.push({ name: key.replace(/_/g, " "), step });
     }
   }
-  if (typeof evidence.start_step === "number" && typeof evidence.end_step === "number") {
-    regions.push({ name: "region", from: evidence.start_step, to: evidence.end_step });
+  const start = typeof evidence.best_val_step === "number" ? evidence.best_val_step : finding.first_step;
+  const label = REGION_LABELS[finding.cause];
+  if (!regions.length && label && typeof start === "number" && typeof lastStep === "number" && lastStep > start) {
+    regions.push({ name: label, from: start, to: lastStep });
   }
   return { regions, points };
 }
@@ -603,7 +625,6 @@ async function drawLoss(entry, spec) {
   const lines = lossTags(entry);
   if (!lines.length) throw new Error("this run records no loss");
   const bodies = await Promise.all(lines.map((line) => series(line.run, line.tag).catch(() => null)));
-  const { regions, points } = evidenceMarks(spec.finding);
   const firstStep = spec.finding ? spec.finding.first_step : null;
   const chartSeries = [];
   const nonfiniteSteps = [];
@@ -627,19 +648,26 @@ async function drawLoss(entry, spec) {
     });
   });
   if (!chartSeries.length) throw new Error("the loss series could not be read");
+  const lastStep = Math.max(...chartSeries.map((s) => (s.data.length ? s.data[s.data.length - 1][0] : -Infinity)));
+  const { regions, points } = evidenceMarks(spec.finding, lastStep);
   const marks = { silent: false };
   const markLines = [];
   if (firstStep !== null && firstStep !== undefined) {
     markLines.push({ xAxis: firstStep, name: "cause begins", lineStyle: { color: COLORS.critical, type: "dashed", width: 1.5 },
-      label: { formatter: `cause begins (step ${firstStep})`, color: COLORS.critical, position: "insideEndTop" } });
+      label: { formatter: `cause begins: step ${firstStep}`, color: COLORS.critical, position: "end" } });
   }
   for (const p of points.slice(0, 30)) {
     markLines.push({ xAxis: p.step, lineStyle: { color: COLORS.warning, type: "dotted" }, label: { show: false } });
   }
+  const evidence = (spec.finding && spec.finding.evidence) || {};
+  if (typeof evidence.best_val_step === "number") {
+    markLines.push({ xAxis: evidence.best_val_step, lineStyle: { color: COLORS.validation, type: "dashed" },
+      label: { formatter: "best validation", color: COLORS.validation, position: "end" } });
+  }
   if (nonfiniteSteps.length) {
     const first = Math.min(...nonfiniteSteps);
     markLines.push({ xAxis: first, lineStyle: { color: COLORS.critical, width: 2 },
-      label: { formatter: `NaN/Inf from step ${first}`, color: COLORS.critical, position: "insideEndBottom" } });
+      label: { formatter: `NaN/Inf from step ${first}`, color: COLORS.critical, position: "start" } });
   }
   chartSeries[0].markLine = { ...marks, symbol: "none", data: markLines };
   chartSeries[0].markArea = {
@@ -648,19 +676,24 @@ async function drawLoss(entry, spec) {
     label: { color: COLORS.critical, fontSize: 11 },
     data: regions.map((r) => [{ xAxis: r.from, name: r.name }, { xAxis: r.to }]),
   };
+  // A log axis helps when the loss spans decades; on a narrow range it only
+  // squashes the curve.
+  const finite = chartSeries.flatMap((s) => s.data.map((p) => p[1]).filter((v) => v !== null));
+  const logScale = positive && finite.length > 0 && Math.max(...finite) / Math.min(...finite) > 30;
   const chart = makeChart(spec.container);
   chart.setOption(baseOption({
     legend: { top: 4, right: 8, textStyle: TEXT_STYLE },
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt(v) },
     xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax" },
-    yAxis: { type: positive ? "log" : "value", name: "loss", scale: true, axisLabel: { formatter: (v) => fmt(v) } },
+    yAxis: { type: logScale ? "log" : "value", name: "loss", scale: true, axisLabel: { formatter: (v) => fmt(v) } },
     dataZoom: [{ type: "inside" }],
     series: chartSeries,
   }));
   const notes = [];
-  if (regions.length) notes.push("shaded: the region the finding is about");
+  if (regions.length) notes.push(`shaded: ${regions.map((r) => `${r.name} (steps ${r.from}–${r.to})`).slice(0, 3).join(", ")}`);
+  if (points.length) notes.push(`dotted: ${points[0].name}`);
   if (firstStep !== null && firstStep !== undefined) notes.push(`dashed line: the cause begins at step ${firstStep}`);
-  if (positive) notes.push("log scale");
+  if (logScale) notes.push("log scale");
   spec.caption.textContent = notes.join(" · ");
 }
 
@@ -898,51 +931,138 @@ async function drawScalar(entry, spec, tag, label) {
   spec.caption.textContent = `${tag} over ${body.total_points} recorded points`;
 }
 
-function flatten(value, prefix, rows) {
-  if (value && typeof value === "object" && !Array.isArray(value)) {
-    const keys = Object.keys(value);
-    if (!keys.length && prefix) rows.push([prefix, "{}"]);
-    for (const key of keys) flatten(value[key], prefix ? `${prefix}.${key}` : key, rows);
-  } else if (Array.isArray(value) && value.length && value.every((v) => v && typeof v === "object" && !Array.isArray(v))) {
-    value.forEach((item, i) => flatten(item, `${prefix}[${i}]`, rows));
-  } else {
-    let text = typeof value === "string" ? value : JSON.stringify(value);
-    if (text === undefined) text = String(value);
-    if (text.length > 400) text = `${text.slice(0, 400)}…`;
-    rows.push([prefix, text]);
+// -- the configuration record ---------------------------------------------------
+
+function isPlainObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function cellText(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "string") return value;
+  if (typeof value === "number") return fmt(value);
+  if (Array.isArray(value) && value.length > 6 && value.every((v) => typeof v === "number" || typeof v === "string")) {
+    const nums = value.map(num).filter(Number.isFinite);
+    if (nums.length === value.length) {
+      return `${value.length} values, ${fmt(Math.min(...nums))} … ${fmt(Math.max(...nums))}`;
+    }
+  }
+  let text = JSON.stringify(value);
+  if (text === undefined) text = String(value);
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+function keyValueRows(value, prefix, rows) {
+  for (const [key, item] of Object.entries(value)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isPlainObject(item)) keyValueRows(item, path, rows);
+    else if (item !== null && item !== undefined) rows.push([path, item]);
   }
   return rows;
 }
 
-const CONFIG_HOT_WORDS = {
-  loss_output_mismatch: /(loss|output|activation|label|logit|from_logits|class)/i,
-  unnormalized_inputs: /(input|feature|scale|mean|std|norm)/i,
+function kvTable(rows, hotPaths) {
+  const tbody = el("tbody");
+  for (const [key, value] of rows) {
+    tbody.appendChild(el("tr", { className: hotPaths.has(key) ? "pl-row-hot" : "" }, [
+      el("th", { text: key, attrs: { scope: "row" } }),
+      el("td", { text: cellText(value) }),
+    ]));
+  }
+  return el("table", { className: "pl-table" }, [tbody]);
+}
+
+// A list of records (layers, inputs) as one table, a column per field.
+function recordsTable(records, hotRows) {
+  const columns = [];
+  for (const record of records) {
+    for (const key of Object.keys(record)) {
+      if (!columns.includes(key) && !(key === "path" && records.every((r) => r.path === r.name)) &&
+          !(key === "nested" && records.every((r) => !r.nested))) {
+        columns.push(key);
+      }
+    }
+  }
+  const head = el("tr", {}, columns.map((c) => el("th", { text: c, attrs: { scope: "col" } })));
+  const tbody = el("tbody");
+  records.forEach((record, i) => {
+    tbody.appendChild(el("tr", { className: hotRows.has(i) ? "pl-row-hot" : "" },
+      columns.map((c) => el("td", { text: cellText(record[c]) }))));
+  });
+  return el("table", { className: "pl-table pl-table-records" }, [el("thead", {}, [head]), tbody]);
+}
+
+// What each configuration check looks at: section names, and for the layer
+// table, which rows.
+const CONFIG_FOCUS = {
+  loss_output_mismatch: { sections: ["loss", "model", "data"], lastLayer: true },
+  unnormalized_inputs: { sections: ["data"] },
+  batchnorm_misuse: { sections: ["layers", "batch_size"] },
+  lr_too_high: { sections: ["optimizer"] },
+  lr_too_low: { sections: ["optimizer"] },
+  no_signal: { sections: ["data", "loss"] },
+  insufficient_capacity: { sections: ["model", "layers"] },
 };
+
+function configView(config, finding) {
+  const focus = finding ? CONFIG_FOCUS[finding.cause] || { sections: [] } : { sections: [] };
+  const evidence = (finding && finding.evidence) || {};
+  const hotPaths = new Set();
+  for (const [key, value] of Object.entries(evidence)) {
+    hotPaths.add(key);
+    if (typeof value === "string") hotPaths.add(value);
+  }
+  const hotLayers = new Set(finding ? finding.layers || [] : []);
+  const general = [];
+  const sections = [];
+  const redundant = Array.isArray(config.layers) ? new Set(["trainable_layers", "activation_layers"]) : new Set();
+  for (const [key, value] of Object.entries(config)) {
+    if (redundant.has(key)) continue;
+    if (isPlainObject(value) || (Array.isArray(value) && value.length && value.every(isPlainObject))) {
+      sections.push([key, value]);
+    } else {
+      general.push([key, value]);
+    }
+  }
+  const wrap = el("div", { className: "pl-config" });
+  const addSection = (title, body, hot) => {
+    const classes = ["pl-config-section"];
+    if (hot) classes.push("pl-config-hot");
+    if (body.classList.contains("pl-table-records")) classes.push("pl-config-wide");
+    wrap.appendChild(el("section", { className: classes.join(" ") }, [
+      el("h5", { className: "pl-config-title", text: title }),
+      el("div", { className: "pl-table-wrap" }, [body]),
+    ]));
+  };
+  if (general.length) {
+    addSection("run", kvTable(general, hotPaths), general.some(([k]) => focus.sections.includes(k)));
+  }
+  for (const [key, value] of sections) {
+    const hot = focus.sections.includes(key);
+    if (Array.isArray(value)) {
+      const hotRows = new Set();
+      value.forEach((record, i) => {
+        if (hotLayers.has(record.name) || hotLayers.has(record.layer)) hotRows.add(i);
+        if (key === "layers" && focus.lastLayer && i === value.length - 1) hotRows.add(i);
+      });
+      addSection(key, recordsTable(value, hotRows), hot);
+    } else {
+      const nested = Object.entries(value).filter(([, v]) => Array.isArray(v) && v.length && v.every(isPlainObject));
+      const flat = Object.fromEntries(Object.entries(value).filter(([, v]) => !(Array.isArray(v) && v.length && v.every(isPlainObject))));
+      const rows = keyValueRows(flat, "", []);
+      if (rows.length) addSection(key, kvTable(rows, hotPaths), hot);
+      for (const [sub, records] of nested) addSection(`${key}.${sub}`, recordsTable(records, new Set()), hot);
+    }
+  }
+  return wrap;
+}
 
 async function drawConfig(entry, spec) {
   const body = await series(entry.run, "plateau/config");
-  const rows = flatten(body.config, "", []);
-  const hotWords = spec.finding ? CONFIG_HOT_WORDS[spec.finding.cause] : null;
-  const evidenceKeys = new Set();
-  if (spec.finding && spec.finding.evidence) {
-    for (const [k, v] of Object.entries(spec.finding.evidence)) {
-      evidenceKeys.add(k);
-      if (typeof v === "string") evidenceKeys.add(v);
-    }
-  }
-  const tbody = el("tbody");
-  for (const [key, value] of rows) {
-    const leaf = key.split(".").pop().replace(/\[\d+\]$/, "");
-    const hot = (hotWords && hotWords.test(key)) || evidenceKeys.has(key) || evidenceKeys.has(leaf);
-    tbody.appendChild(el("tr", { className: hot ? "pl-row-hot" : "" }, [
-      el("th", { text: key, attrs: { scope: "row" } }),
-      el("td", { text: value }),
-    ]));
-  }
-  spec.container.className = "pl-table-wrap";
-  spec.container.replaceChildren(el("table", { className: "pl-table" }, [tbody]));
-  spec.caption.textContent = hotWords || evidenceKeys.size
-    ? "Highlighted: the entries this check looked at."
+  spec.container.className = "pl-config-wrap";
+  spec.container.replaceChildren(configView(body.config || {}, spec.finding));
+  spec.caption.textContent = spec.finding
+    ? "Highlighted: what this check looked at."
     : "What the recorder saw about the model, loss, optimizer and data.";
 }
 

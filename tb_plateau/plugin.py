@@ -48,6 +48,19 @@ _STATIC_FILES = {
 _FRONTEND_PACKAGE = "tb_plateau.frontend"
 
 
+class RunUnreadableError(errors.PublicError):
+    """The run exists but could not be read or diagnosed (corrupt data, an engine bug).
+
+    422: the request was fine; this run's content could not be processed. The
+    other runs are unaffected.
+    """
+
+    http_code = 422
+
+    def __init__(self, details):
+        super().__init__(details)
+
+
 def _json_errors(route):
     """Answers `errors.PublicError` as JSON ``{"error": message}`` with its HTTP code.
 
@@ -205,9 +218,7 @@ class PlateauPlugin(base_plugin.TBPlugin):
         """The CLI's run object for one run."""
         entry = self._known_entry(ctx, experiment_id, run)
         if entry.report is None:
-            raise errors.FailedPreconditionError(
-                "run %r could not be diagnosed: %s" % (run, entry.error)
-            )
+            raise RunUnreadableError("run %r could not be diagnosed: %s" % (run, entry.error))
         return entry.report
 
     def series_impl(self, ctx, experiment_id, run, tag):
@@ -219,9 +230,7 @@ class PlateauPlugin(base_plugin.TBPlugin):
         """
         entry = self._known_entry(ctx, experiment_id, run)
         if entry.data is None:
-            raise errors.FailedPreconditionError(
-                "run %r could not be read: %s" % (run, entry.error)
-            )
+            raise RunUnreadableError("run %r could not be read: %s" % (run, entry.error))
         return series_from_run_data(entry.data, run, tag)
 
     # -- cache --------------------------------------------------------------

@@ -1,0 +1,377 @@
+"""The Plateau tab's backend, through TensorBoard's own WSGI app.
+
+A real data provider (TensorBoard's Python loader) reads a logdir written by
+tiny real trainings (`plugin_logdirs`); requests go through werkzeug's test
+client, so routing, error handling and `--path_prefix` are TensorBoard's.
+"""
+
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+import plugin_logdirs
+import pytest
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider as mux_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from werkzeug import test as werkzeug_test
+
+from tb_plateau import diagnosis, metadata, plugin, rundata
+from tb_plateau.loader import PlateauLoader
+
+PREFIX = "/data/plugin/plateau"
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    return plugin_logdirs.write_logdir(str(tmp_path_factory.mktemp("logdir")))
+
+
+class Server:
+    """TensorBoard's WSGI app with the Python loader over one logdir."""
+
+    def __init__(self, logdir, path_prefix=""):
+        self.flags = argparse.Namespace(
+            logdir=logdir, path_prefix=path_prefix, samples_per_plugin={}, window_title=""
+        )
+        loader = PlateauLoader()
+        loader.fix_flags(self.flags)
+        # As TensorBoard does: --samples_per_plugin becomes the loader's size guidance.
+        self.multiplexer = plugin_event_multiplexer.EventMultiplexer(
+            tensor_size_guidance=dict(self.flags.samples_per_plugin)
+        )
+        self.multiplexer.AddRunsFromDirectory(logdir)
+        self.multiplexer.Reload()
+        provider = mux_provider.MultiplexerDataProvider(self.multiplexer, logdir)
+        self.app = application.TensorBoardWSGIApp(self.flags, [loader], data_provider=provider)
+        self.client = werkzeug_test.Client(self.app)
+        self.prefix = path_prefix
+
+    def get(self, path, **params):
+        response = self.client.get(self.prefix + path, query_string=params)
+        return response
+
+    def json(self, path, expect=200, **params):
+        response = self.get(path, **params)
+        assert response.status_code == expect, response.get_data(as_text=True)
+        assert response.headers["Content-Type"].startswith("application/json")
+        return json.loads(response.get_data(as_text=True))
+
+
+@pytest.fixture(scope="module")
+def server(logdir):
+    return Server(logdir)
+
+
+def _runs(server):
+    return {entry["run"]: entry for entry in server.json(PREFIX + "/runs")["runs"]}
+
+
+# -- listing and activation ---------------------------------------------------
+
+
+def test_tab_is_listed_as_an_iframe_es_module(server):
+    listing = server.json("/data/plugins_listing")
+    entry = listing[metadata.PLUGIN_NAME]
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Plateau"
+    assert entry["loading_mechanism"] == {
+        "type": "IFRAME",
+        "module_path": PREFIX + "/index.js",
+    }
+
+
+def test_is_active_does_no_io():
+    class Exploding:
+        def __getattr__(self, name):
+            raise AssertionError("is_active touched the data provider: %s" % name)
+
+    context = argparse.Namespace(data_provider=Exploding())
+    tab = plugin.PlateauPlugin(context)
+    assert tab.is_active() is False
+    # TensorBoard enables the tab from its cheap plugin listing instead.
+    assert set(tab.data_plugin_names()) == {"plateau", "scalars"}
+
+
+def test_tab_enabled_by_a_loss_scalar_alone(tmp_path, logdir):
+    shutil.copytree(os.path.join(logdir, plugin_logdirs.XSS_RUN), tmp_path / "only" / "run")
+    listing = Server(str(tmp_path / "only")).json("/data/plugins_listing")
+    assert listing["plateau"]["enabled"] is True
+
+
+def test_tab_disabled_without_scalars_or_plateau_data(tmp_path, logdir):
+    shutil.copytree(
+        os.path.join(logdir, plugin_logdirs.IMAGES_ONLY_RUN), tmp_path / "images" / "run"
+    )
+    listing = Server(str(tmp_path / "images")).json("/data/plugins_listing")
+    assert listing["plateau"]["enabled"] is False
+
+
+def test_python_loader_keeps_whole_plateau_series(server):
+    # The Python loader keeps 10 points per third-party tag unless told
+    # otherwise; the loader's fix_flags raises that for "plateau".
+    assert server.flags.samples_per_plugin["plateau"] >= 10_000
+    body = server.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/batch_loss")
+    assert body["total_points"] > 10
+
+
+# -- /runs ----------------------------------------------------------------------
+
+
+def test_runs_lists_every_diagnosable_run_once(server):
+    runs = _runs(server)
+    assert sorted(runs) == plugin_logdirs.DIAGNOSABLE_RUNS
+    # The Keras validation run is folded into its train run; a run with no
+    # loss and no plateau data is not diagnosable.
+    assert plugin_logdirs.KERAS_VALIDATION_RUN not in runs
+    assert plugin_logdirs.IMAGES_ONLY_RUN not in runs
+    assert runs[plugin_logdirs.KERAS_TRAIN_RUN]["validation_run"] == (
+        plugin_logdirs.KERAS_VALIDATION_RUN
+    )
+
+
+def test_runs_carry_verdict_and_top_finding(server):
+    runs = _runs(server)
+    for name, entry in runs.items():
+        assert entry["verdict"] in ("healthy", "warning", "critical"), (name, entry)
+        assert isinstance(entry["max_step"], int)
+        if entry["verdict"] == "healthy":
+            continue
+        top = entry["top_finding"]
+        assert set(top) == {"cause", "severity", "confidence", "title"}
+    broken = runs[plugin_logdirs.BROKEN_RUN]
+    assert broken["verdict"] == "critical"
+    assert "plateau/grad_norm" in broken["series"]
+    assert "plateau/config" in broken["series"]
+
+
+def test_runs_html_name_is_returned_verbatim(server):
+    assert plugin_logdirs.XSS_RUN in _runs(server)
+
+
+# -- /diagnosis -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", [plugin_logdirs.BROKEN_RUN, plugin_logdirs.DIVERGING_RUN])
+def test_diagnosis_is_exactly_the_cli_run_object(server, logdir, run):
+    body = server.json(PREFIX + "/diagnosis", run=run)
+    expected = diagnosis.run_report(rundata.read_logdir_run(logdir, run))
+    # Through JSON as the CLI prints it (NaN/Inf spelled as Respond spells them).
+    assert body == json.loads(_respond_json(expected))
+    assert list(body)[:3] == ["run", "verdict", "findings"]
+    assert body["run"] == run
+
+
+def test_diagnosis_of_broken_run_names_dead_units(server):
+    body = server.json(PREFIX + "/diagnosis", run=plugin_logdirs.BROKEN_RUN)
+    assert body["verdict"] == "critical"
+    causes = [finding["cause"] for finding in body["findings"]]
+    assert "dead_relu" in causes or "zero_gradient" in causes, causes
+    for finding in body["findings"]:
+        assert isinstance(finding["evidence"].get("series", []), list)
+
+
+def test_diagnosis_of_keras_run_reads_its_validation_sibling(server):
+    body = server.json(PREFIX + "/diagnosis", run=plugin_logdirs.KERAS_TRAIN_RUN)
+    assert body["run"] == plugin_logdirs.KERAS_TRAIN_RUN
+
+
+def _respond_json(value):
+    from tensorboard.backend import json_util
+
+    return json.dumps(json_util.Cleanse(value))
+
+
+# -- /series --------------------------------------------------------------------
+
+
+def test_series_scalar(server):
+    body = server.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/batch_loss")
+    assert body["kind"] == "scalar"
+    assert len(body["steps"]) == len(body["values"]) == body["total_points"]
+    assert body["steps"] == sorted(body["steps"])
+
+
+def test_series_vector_has_layer_labels_in_model_order(server):
+    body = server.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/grad_norm")
+    assert body["kind"] == "vector"
+    assert body["labels"] == ["hidden", "hidden_2", "head"]
+    assert all(len(row) == 3 for row in body["values"])
+    dead = server.json(
+        PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/act_dead_fraction"
+    )
+    assert dead["header"]["activations"] == ["relu", "relu"]
+    assert dead["values"][-1][0] == pytest.approx(1.0)
+
+
+def test_series_config_and_other_scalars(server):
+    config = server.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/config")
+    assert config["kind"] == "config"
+    assert config["config"]["loss"]["name"]
+    keras = server.json(
+        PREFIX + "/series", run=plugin_logdirs.KERAS_VALIDATION_RUN, tag="epoch_loss"
+    )
+    assert keras["kind"] == "scalar" and len(keras["values"]) == 4
+
+
+def test_downsampling_keeps_spikes_and_nonfinite_points():
+    values = np.ones(100_000)
+    values[31_337] = 50.0
+    values[77_777] = np.nan
+    keep = plugin.downsample_min_max(values, 1000)
+    assert len(keep) <= 1500
+    assert 31_337 in keep and 77_777 in keep
+    assert keep[0] == 0 and keep[-1] == 99_999
+    assert list(plugin.downsample_min_max(values[:10], 1000)) == list(range(10))
+    rows = plugin.downsample_uniform(10_000, 300)
+    assert len(rows) <= 300 and rows[0] == 0 and rows[-1] == 9_999
+
+
+# -- errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, params, code",
+    [
+        ("/diagnosis", {}, 400),
+        ("/diagnosis", {"run": ""}, 400),
+        ("/diagnosis", {"run": "no/such/run"}, 404),
+        ("/diagnosis", {"run": "x" * 5000}, 400),
+        ("/diagnosis", {"run": "a\x00b"}, 400),
+        ("/diagnosis", {"run": "../../etc/passwd"}, 404),
+        ("/series", {"run": plugin_logdirs.BROKEN_RUN}, 400),
+        ("/series", {"tag": "plateau/grad_norm"}, 400),
+        ("/series", {"run": "nope", "tag": "plateau/grad_norm"}, 404),
+        ("/series", {"run": plugin_logdirs.BROKEN_RUN, "tag": "plateau/nope"}, 404),
+        ("/series", {"run": plugin_logdirs.XSS_RUN, "tag": "plateau/config"}, 404),
+        ("/series", {"run": plugin_logdirs.IMAGES_ONLY_RUN, "tag": "picture"}, 404),
+    ],
+)
+def test_bad_requests_answer_json_errors(server, path, params, code):
+    body = server.json(PREFIX + path, expect=code, **params)
+    assert isinstance(body["error"], str) and body["error"]
+
+
+def test_fuzzed_parameters_never_500(server):
+    rng = np.random.default_rng(0)
+    alphabet = list("abc/._-<>\"'%&?=#\\ \t\n") + ["\u00e9", "\u2603", "\ud7ff"]
+    for _ in range(60):
+        run = "".join(rng.choice(alphabet, size=rng.integers(0, 12)))
+        tag = "".join(rng.choice(alphabet, size=rng.integers(0, 12)))
+        for path in ("/diagnosis", "/series", "/runs"):
+            response = server.get(PREFIX + path, run=run, tag=tag)
+            assert response.status_code < 500, (path, run, tag)
+
+
+def test_one_failing_run_never_blocks_the_others(logdir, monkeypatch):
+    real = diagnosis.run_report
+
+    def flaky(run_data):
+        if run_data.name == plugin_logdirs.HEALTHY_RUN:
+            raise RuntimeError("engine bug")
+        return real(run_data)
+
+    monkeypatch.setattr(diagnosis, "run_report", flaky)
+    fresh = Server(logdir)
+    runs = _runs(fresh)
+    assert "engine bug" in runs[plugin_logdirs.HEALTHY_RUN]["error"]
+    assert runs[plugin_logdirs.HEALTHY_RUN]["verdict"] is None
+    assert runs[plugin_logdirs.BROKEN_RUN]["verdict"] == "critical"
+    body = fresh.json(PREFIX + "/diagnosis", expect=422, run=plugin_logdirs.HEALTHY_RUN)
+    assert "engine bug" in body["error"]
+    # Its series still draw.
+    fresh.json(PREFIX + "/series", run=plugin_logdirs.HEALTHY_RUN, tag="plateau/batch_loss")
+
+
+def test_newer_data_version_is_reported_not_fatal(server):
+    entry = _runs(server)[plugin_logdirs.NEWER_VERSION_RUN]
+    assert entry["verdict"] in ("healthy", "warning", "critical") or entry.get("error")
+
+
+# -- caching --------------------------------------------------------------------
+
+
+def test_diagnoses_are_cached_until_the_run_changes(tmp_path, logdir, monkeypatch):
+    root = tmp_path / "logs"
+    shutil.copytree(logdir, root)
+    calls = []
+    real = diagnosis.run_report
+
+    def counting(run_data):
+        calls.append(run_data.name)
+        return real(run_data)
+
+    monkeypatch.setattr(diagnosis, "run_report", counting)
+    fresh = Server(str(root))
+    _runs(fresh)
+    first = sorted(calls)
+    assert first == plugin_logdirs.DIAGNOSABLE_RUNS
+    _runs(fresh)
+    fresh.json(PREFIX + "/diagnosis", run=plugin_logdirs.BROKEN_RUN)
+    fresh.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/grad_norm")
+    assert sorted(calls) == first, "nothing changed, nothing recomputed"
+
+    # Training writes more: only that run is diagnosed again.
+    import tensorflow as tf
+
+    from tb_plateau import summaries
+
+    writer = tf.summary.create_file_writer(str(root / plugin_logdirs.HEALTHY_RUN))
+    with writer.as_default():
+        summaries.write_scalar(metadata.BATCH_LOSS, 0.01, step=10_000)
+    writer.close()
+    fresh.multiplexer.Reload()
+    entry = _runs(fresh)[plugin_logdirs.HEALTHY_RUN]
+    assert entry["max_step"] == 10_000
+    assert sorted(calls) == sorted(first + [plugin_logdirs.HEALTHY_RUN])
+
+
+# -- static files and path prefix ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, content_type",
+    [
+        ("index.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("vendor/echarts.esm.min.js", "text/javascript"),
+    ],
+)
+def test_static_files_from_the_allow_list(server, name, content_type):
+    response = server.get(PREFIX + "/" + name)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].split(";")[0] == content_type
+    assert len(response.get_data()) > 100
+
+
+def test_index_js_exports_render_and_uses_relative_urls(server):
+    text = server.get(PREFIX + "/index.js").get_data(as_text=True)
+    assert "export async function render" in text
+    assert 'from "./vendor/echarts.esm.min.js"' in text
+    assert "innerHTML" not in text
+    assert "http://" not in text and "https://" not in text
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["vendor/LICENSE-echarts.txt", "__init__.py", "../plugin.py", "vendor/../index.js.map", "x.js"],
+)
+def test_files_off_the_allow_list_are_not_served(server, name):
+    assert server.get(PREFIX + "/" + name).status_code == 404
+
+
+def test_vendored_library_ships_its_license():
+    import importlib.resources
+
+    vendor = importlib.resources.files("tb_plateau.frontend").joinpath("vendor")
+    assert "Apache License" in vendor.joinpath("LICENSE-echarts.txt").read_text()
+    assert vendor.joinpath("echarts.esm.min.js").is_file()
+
+
+def test_routes_work_under_a_path_prefix(logdir):
+    prefixed = Server(logdir, path_prefix="/tb")
+    assert plugin_logdirs.BROKEN_RUN in _runs(prefixed)
+    listing = prefixed.json("/data/plugins_listing")
+    assert listing["plateau"]["loading_mechanism"]["module_path"] == "/tb" + PREFIX + "/index.js"
