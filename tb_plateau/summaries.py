@@ -913,27 +913,27 @@ class _Hooks:
     def _on_loss(self, bound, loss):
         x, y, y_pred = bound.get("x"), bound.get("y"), bound.get("y_pred")
         loss_value = tf.reduce_mean(_float32(loss))
-        record = tf.logical_or(
-            self.vars.flag.read_value(), tf.logical_not(tf.math.is_finite(loss_value))
-        )
-        self.local.record = record
         replicas = float(self.vars.replicas)
         xs = _flat_tensors(x)
         ys = _flat_tensors(y)
         preds = _flat_tensors(y_pred)
+        # Checked on every step (one reduction per input and label tensor), so
+        # that the first NaN/Inf is recorded at the step it appears.
+        inputs_nonfinite = _nonfinite_count(xs)
+        labels_nonfinite = _nonfinite_count(ys)
+        loss_nonfinite = _nonfinite_count([loss_value])
+        nonfinite = (inputs_nonfinite + labels_nonfinite + loss_nonfinite) > 0
+        triggered = tf.logical_and(self.vars.armed.read_value(), nonfinite)
+        record = tf.logical_or(self.vars.flag.read_value(), triggered)
+        self.local.record = record
 
         def store():
             batch = tf.cast(tf.shape(xs[0])[0], tf.float32) if xs else tf.constant(0.0)
             step_stats = tf.stack(
-                [
-                    loss_value,
-                    _nonfinite_count(xs),
-                    _nonfinite_count(ys),
-                    _nonfinite_count([loss_value]),
-                    batch,
-                ]
+                [loss_value, inputs_nonfinite, labels_nonfinite, loss_nonfinite, batch]
             )
             self.vars.step.assign(step_stats * replicas)
+            self.vars.triggered.assign(tf.cast(triggered, tf.float32))
             for out_var, pred in zip(self.vars.outputs, preds):
                 out_var.assign(_output_stats(tf.stop_gradient(pred)))
             if len(xs) == len(self.vars.features):
@@ -1000,6 +1000,9 @@ class _StepVariables:
 
         with strategy.scope():
             self.flag = tf.Variable(False, trainable=False, name="tb_plateau_record")
+            # Until the first NaN/Inf is recorded, one appearing records its step.
+            self.armed = tf.Variable(True, trainable=False, name="tb_plateau_armed")
+            self.triggered = on_read([], "triggered")
             self.step = on_read([len(_STEP_FIELDS)], "step")
             self.gradients = on_read([max(len(index.layer_labels), 1), 3], "gradients")
             self.activations = [
@@ -1020,6 +1023,11 @@ class _StepVariables:
                 on_read([_class_slots(units)], "classes_%d" % i)
                 for i, units in enumerate(output_units)
             ]
+
+    def reset(self):
+        nan = float("nan")
+        for v in [self.step, self.gradients, *self.activations, *self.outputs]:
+            v.assign(tf.fill(v.shape, nan))
 
     def read(self):
         return {
@@ -1048,6 +1056,7 @@ def _output_labels(output_names):
 
 def _record_vectors(
     index,
+    guard,
     *,
     gradients=None,
     missing=None,
@@ -1066,9 +1075,13 @@ def _record_vectors(
     """
     labels = index.layer_labels
     vectors = []
-    weights_sumsq, weights_nonfinite = _weights_stats(index)
-    vectors.append((metadata.WEIGHT_NORM, np.sqrt(weights_sumsq), labels, {}))
-    vectors.append((metadata.WEIGHT_NONFINITE, weights_nonfinite, labels, {}))
+    weights = guard.run("weights", _weights_stats, index)
+    weights_nonfinite_total = 0.0
+    if weights is not None:
+        weights_sumsq, weights_nonfinite = weights
+        vectors.append((metadata.WEIGHT_NORM, np.sqrt(weights_sumsq), labels, {}))
+        vectors.append((metadata.WEIGHT_NONFINITE, weights_nonfinite, labels, {}))
+        weights_nonfinite_total = float(np.sum(weights_nonfinite))
     grad_nonfinite_total = 0.0
     if gradients is not None and len(labels):
         gradients = np.asarray(gradients, dtype=np.float64).reshape(len(labels), 3)
@@ -1108,7 +1121,7 @@ def _record_vectors(
         float(step_nonfinite[1]),
         float(step_nonfinite[2]),
         grad_nonfinite_total,
-        float(np.sum(weights_nonfinite)),
+        weights_nonfinite_total,
         act_nonfinite_total,
     ]
     vectors.append((metadata.NONFINITE, nonfinite, list(metadata.NUMERICS_SOURCES), {}))
@@ -1226,6 +1239,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._input_info = _input_info(model)
         strategy = model.distribute_strategy
         self._vars = _StepVariables(self._index, strategy, self._input_info, output_units)
+        self._vars.reset()
         self._hooks = _Hooks(self._index, self._run.guard)
         self._hooks.vars = self._vars
         self._hooks.install_activations()
@@ -1277,13 +1291,11 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             return
         if self._vars is None or "setup" in self._guard().disabled:
             return
-        loss = (logs or {}).get("loss")
         first_nonfinite = False
-        if loss is not None and not self._nonfinite_seen:
-            try:
-                first_nonfinite = not math.isfinite(float(loss))
-            except (TypeError, ValueError):
-                first_nonfinite = False
+        if not self._nonfinite_seen:
+            first_nonfinite = bool(
+                self._guard().run("nonfinite", lambda: self._vars.triggered.numpy() > 0)
+            )
         if not (self._recording or first_nonfinite):
             return
         self._guard().run("record", self._record, step, first_nonfinite)
@@ -1292,35 +1304,51 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             self._guard().run("flag", self._vars.flag.assign, False)
         if first_nonfinite:
             self._nonfinite_seen = True
+            self._guard().run("nonfinite", self._vars.armed.assign, False)
             self._run.note_nonfinite()
 
     def _record(self, step, first_nonfinite):
+        guard = self._guard()
         values = self._vars.read()
+        # What the step did not store (a custom train_step that skips
+        # compute_loss, a statistic switched off) reads NaN and is not written.
+        guard.run("reset", self._vars.reset)
         step_stats = values["step"]
-        scalars = [(metadata.BATCH_LOSS, step_stats[0])]
-        lr = self._guard().run("learning_rate", _current_learning_rate, self.model.optimizer)
+        loss_seen = "loss" not in guard.disabled and not np.all(np.isnan(step_stats))
+        gradients = values["gradients"]
+        if "gradients" in guard.disabled or np.all(np.isnan(gradients)):
+            gradients = None
+        activations = None
+        if self._recording and "activations" not in guard.disabled:
+            activations = [None if np.all(np.isnan(a)) else a for a in values["activations"]]
+            if all(a is None for a in activations):
+                activations = None
+        scalars = [(metadata.BATCH_LOSS, step_stats[0])] if loss_seen else []
+        lr = guard.run("learning_rate", _current_learning_rate, self.model.optimizer)
         if lr is not None:
             scalars.append((metadata.LEARNING_RATE, lr))
         update_ratio = None
         if self._recording and self._weights_before is not None:
-            update_ratio = self._guard().run(
+            update_ratio = guard.run(
                 "update_ratio", _update_ratio, self._index, self._weights_before
             )
         self._weights_before = None
         vectors, _ = _record_vectors(
             self._index,
-            gradients=values["gradients"],
+            guard,
+            gradients=gradients,
             missing=self._hooks.missing if self._hooks else None,
-            activations=values["activations"] if self._recording else None,
-            outputs=values["outputs"],
+            activations=activations,
+            outputs=values["outputs"] if loss_seen else None,
             output_names=self._output_names,
             update_ratio=update_ratio,
-            step_nonfinite=step_stats[1:4],
+            step_nonfinite=step_stats[1:4] if loss_seen else (0.0, 0.0, 0.0),
         )
         config = None
         if not self._run._config_written:
             config = dict(self._config)
-            config["batch_size"] = int(round(float(step_stats[4])))
+            batch = float(step_stats[4])
+            config["batch_size"] = int(round(batch)) if math.isfinite(batch) else None
             config["data"] = self._guard().run("data_summary", self._data_summary)
             config["first_step"] = step
         self._run.write(step, scalars=scalars, vectors=vectors, config=config)
@@ -1516,6 +1544,7 @@ class Recorder:
             scalars.append((metadata.LEARNING_RATE, float(learning_rate)))
         vectors, _ = _record_vectors(
             index,
+            guard,
             gradients=gradients,
             missing=missing,
             activations=activations,

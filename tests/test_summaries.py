@@ -1,0 +1,457 @@
+"""The recording side: tiny real trainings, read back from the event files.
+
+Each recorded statistic is checked against a value the test computes itself
+(its own GradientTape, its own forward pass, numpy on the batch).
+"""
+
+import logging
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tb_plateau import metadata, rundata, summaries
+
+BATCH = 32
+
+
+def _data(n=256, features=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = ((x[:, 0] > 0).astype("int32") + (x[:, 1] > 0.5).astype("int32")).astype("int32")
+    return x, y
+
+
+def _read(logdir, run):
+    data = rundata.read_logdir_run(str(logdir), run)
+    assert not data.problems, data.problems
+    return data
+
+
+def _half_dead_mlp(seed=1):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", name="hidden"),
+            keras.layers.Dense(3, name="logits"),
+        ]
+    )
+    kernel, bias = model.get_layer("hidden").get_weights()
+    bias[:8] = -100.0  # units 0-7 can never fire on unit-scale inputs
+    model.get_layer("hidden").set_weights([kernel, bias])
+    return model
+
+
+def _own_step(model, loss_fn, xb, yb):
+    """Loss, per-layer gradient norms and exactly-zero gradient counts for one batch."""
+    with tf.GradientTape() as tape:
+        logits = model(xb, training=True)
+        loss = loss_fn(yb, logits)
+    grads = tape.gradient(loss, model.trainable_variables)
+    norms, zeros = {}, {}
+    for v, g in zip(model.trainable_variables, grads):
+        layer = v.path.split("/")[-2]
+        norms[layer] = norms.get(layer, 0.0) + float(tf.reduce_sum(g * g))
+        zeros[layer] = zeros.get(layer, 0) + int(np.sum(g.numpy() == 0))
+    return float(loss), {k: np.sqrt(v) for k, v in norms.items()}, zeros, logits.numpy()
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_callback_records_match_own_computation(tmp_path, jit_compile):
+    x, y = _data()
+    model = _half_dead_mlp()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    # A zero learning rate keeps the weights fixed, so the test can recompute
+    # every recorded step from the same weights.
+    model.compile(keras.optimizers.SGD(0.0), loss_fn, jit_compile=jit_compile)
+    callback = summaries.PlateauCallback(tmp_path / "run", every_n_steps=3)
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[callback])
+
+    data = _read(tmp_path, "run")
+    recorded_steps = [0, 3, 6]
+    np.testing.assert_array_equal(data.scalars[metadata.BATCH_LOSS].steps, recorded_steps)
+    grad_norm = data.vectors[metadata.GRAD_NORM]
+    assert grad_norm.labels == ["hidden", "logits"]
+    for row, step in enumerate(recorded_steps):
+        xb, yb = x[step * BATCH : (step + 1) * BATCH], y[step * BATCH : (step + 1) * BATCH]
+        loss, norms, zeros, logits = _own_step(model, loss_fn, xb, yb)
+        assert data.scalars[metadata.BATCH_LOSS].values[row] == pytest.approx(loss, rel=1e-5)
+        np.testing.assert_allclose(
+            grad_norm.values[row], [norms["hidden"], norms["logits"]], rtol=1e-4
+        )
+        np.testing.assert_array_equal(
+            data.vectors[metadata.GRAD_ZERO_COUNT].values[row],
+            [zeros["hidden"], zeros["logits"]],
+        )
+        output = data.vectors[metadata.OUTPUT_STATS].column
+        assert output("min").values[row] == pytest.approx(logits.min(), rel=1e-5)
+        assert output("max").values[row] == pytest.approx(logits.max(), rel=1e-5)
+
+    # Dead units, from the test's own forward pass: half the hidden layer.
+    kernel, bias = model.get_layer("hidden").get_weights()
+    own_dead = np.mean((np.maximum(x[:BATCH] @ kernel + bias, 0).max(axis=0)) <= 0)
+    assert own_dead == 0.5
+    dead = data.vectors[metadata.ACT_DEAD_FRACTION]
+    assert dead.labels == ["hidden"]
+    assert dead.header["activations"] == ["relu"]
+    assert dead.values[0, 0] == own_dead
+
+    own_weight_norms = [
+        np.sqrt(sum(np.sum(w.astype(np.float64) ** 2) for w in model.get_layer(n).get_weights()))
+        for n in ("hidden", "logits")
+    ]
+    np.testing.assert_allclose(data.vectors[metadata.WEIGHT_NORM].values[-1], own_weight_norms)
+    np.testing.assert_array_equal(data.vectors[metadata.UPDATE_RATIO].values[-1], [0.0, 0.0])
+    np.testing.assert_array_equal(data.vectors[metadata.NONFINITE].values, 0)
+    assert data.vectors[metadata.GRAD_ZERO_COUNT].header["sizes"] == [8 * 16 + 16, 16 * 3 + 3]
+    assert data.scalars["epoch/loss"].steps.tolist() == [8]
+
+
+def test_configuration_record(tmp_path):
+    x, y = _data()
+    x[:, 3] *= 1000.0  # one feature on another scale
+    model = _half_dead_mlp()
+    model.compile(
+        keras.optimizers.Adam(3e-4),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100)],
+    )
+    config = _read(tmp_path, "run").config
+    assert config["loss"]["from_logits"] is True
+    assert config["loss"]["name"] == "sparse_categorical_crossentropy"
+    assert config["optimizer"]["name"] == "Adam"
+    assert config["optimizer"]["config"]["learning_rate"] == pytest.approx(3e-4)
+    assert [(entry["name"], entry["activation"]) for entry in config["layers"]] == [
+        ("hidden", "relu"),
+        ("logits", None),
+    ]
+    assert config["model"]["output_units"] == [3]
+    assert config["batch_size"] == BATCH
+    first = x[:BATCH]
+    inputs = config["data"]["inputs"][0]
+    np.testing.assert_allclose(inputs["std"], first.std(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(inputs["max"], first.max(axis=0), rtol=1e-6)
+    assert inputs["scale_spread"] == pytest.approx(
+        first.std(axis=0).max() / first.std(axis=0).min(), rel=1e-4
+    )
+    labels = config["data"]["labels"][0]
+    assert labels["class_counts"] == np.bincount(y[:BATCH], minlength=3).tolist()
+    assert labels["encoding"] == "sparse"
+    assert (labels["min"], labels["max"]) == (0, 2)
+
+
+def test_update_ratio_is_one_steps_update(tmp_path):
+    x, y = _data()
+    model = _half_dead_mlp()
+    lr = 0.01
+    model.compile(
+        keras.optimizers.SGD(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=2)],
+    )
+    data = _read(tmp_path, "run")
+    # Plain SGD moves the weights by lr * g in one step.
+    expected = (
+        lr * data.vectors[metadata.GRAD_NORM].values / data.vectors[metadata.WEIGHT_NORM].values
+    )
+    np.testing.assert_allclose(data.vectors[metadata.UPDATE_RATIO].values, expected, rtol=0.02)
+    assert data.scalars[metadata.LEARNING_RATE].values == pytest.approx(lr)
+
+
+def test_learning_rate_schedule_is_recorded_as_used(tmp_path):
+    x, y = _data()
+    model = _half_dead_mlp()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    model.compile(
+        keras.optimizers.SGD(schedule),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=4)],
+    )
+    lr = _read(tmp_path, "run").scalars[metadata.LEARNING_RATE]
+    # Read after the recorded step's update: the schedule at step + 1.
+    np.testing.assert_allclose(lr.values, [0.1 * 0.5 ** (s + 1) for s in lr.steps], rtol=1e-5)
+
+
+def test_first_nonfinite_is_recorded_at_once_and_survives_a_crash(tmp_path):
+    x, y = _data()
+    x[5 * BATCH + 3, 2] = np.nan  # batch 5 carries one NaN input
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 6:
+                raise RuntimeError("the training crashed")
+
+    model = _half_dead_mlp()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(RuntimeError, match="crashed"):
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100), Crash()],
+        )
+    data = _read(tmp_path, "run")
+    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == [0, 5]
+    nonfinite = data.vectors[metadata.NONFINITE]
+    assert nonfinite.labels == list(metadata.NUMERICS_SOURCES)
+    at_5 = dict(zip(nonfinite.labels, nonfinite.values[1]))
+    assert at_5["inputs"] == 1
+
+
+def test_first_nonfinite_loss_is_recorded_at_once(tmp_path):
+    x, _ = _data()
+    target = x @ np.arange(8, dtype="float32")[:, None]
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(10.0), "mse")  # diverges within a few steps
+    model.fit(
+        x,
+        target,
+        batch_size=BATCH,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100)],
+    )
+    data = _read(tmp_path, "run")
+    loss = data.scalars[metadata.BATCH_LOSS]
+    assert loss.steps[0] == 0 and len(loss) == 2
+    first_nan = loss.steps[1]
+    assert not np.isfinite(loss.values[1])
+    # The test's own replay: the loss of every earlier step was finite.
+    keras.utils.set_random_seed(2)
+    replay = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    replay.compile(keras.optimizers.SGD(10.0), "mse")
+    losses = [
+        float(
+            replay.train_on_batch(
+                x[i * BATCH : (i + 1) * BATCH], target[i * BATCH : (i + 1) * BATCH]
+            )
+        )
+        for i in range(first_nan + 1)
+    ]
+    assert np.all(np.isfinite(losses[:-1])) and not np.isfinite(losses[-1])
+    at_nan = dict(zip(metadata.NUMERICS_SOURCES, data.vectors[metadata.NONFINITE].values[1]))
+    assert at_nan["loss"] == 1 and at_nan["inputs"] == 0
+
+
+def test_tanh_saturation_matches_own_forward_pass(tmp_path):
+    x, y = _data()
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(
+                32,
+                activation="tanh",
+                kernel_initializer=keras.initializers.RandomNormal(stddev=3.0),
+                name="squash",
+            ),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100)],
+    )
+    kernel, bias = model.get_layer("squash").get_weights()
+    own = np.mean(np.abs(np.tanh(x[:BATCH] @ kernel + bias)) > 0.97)
+    assert own > 0.3
+    saturated = _read(tmp_path, "run").vectors[metadata.ACT_SATURATED_FRACTION]
+    assert saturated.values[0, 0] == pytest.approx(own, abs=1e-6)
+
+
+def _functional_two_heads():
+    a = keras.Input((8,), name="a")
+    b = keras.Input((4,), name="b")
+    h = keras.layers.Concatenate()([keras.layers.Dense(8, activation="tanh", name="ha")(a), b])
+    cls = keras.layers.Dense(3, activation="softmax", name="cls")(h)
+    reg = keras.layers.Dense(1, name="reg")(h)
+    model = keras.Model([a, b], [cls, reg])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    x, y = _data()
+    return model, ([x, x[:, :4]], [y, x[:, :1]]), ["ha", "cls", "reg"]
+
+
+class NestedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.first = keras.layers.Dense(16, activation="relu", name="first")
+        self.block = keras.Sequential(
+            [keras.layers.Dense(8, activation="sigmoid", name="inner")], name="block"
+        )
+        self.head = keras.layers.Dense(3, name="head")
+
+    def call(self, x):
+        return self.head(self.block(self.first(x)))
+
+
+def _subclassed_nested():
+    model = NestedNet()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    return model, (x, y), ["first", "block/inner", "head"]
+
+
+def _mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _half_dead_mlp()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    x, y = _data()
+    return model, (x, y), ["hidden", "logits"]
+
+
+@pytest.mark.parametrize(
+    "build", [_functional_two_heads, _subclassed_nested, _mixed_precision], ids=lambda f: f.__name__
+)
+def test_model_kinds(tmp_path, build):
+    model, (x, y), layers = build()
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=2,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=4)],
+    )
+    data = _read(tmp_path, "run")
+    grad_norm = data.vectors[metadata.GRAD_NORM]
+    assert grad_norm.labels == layers
+    assert np.all(np.isfinite(grad_norm.values)) and np.all(grad_norm.values > 0)
+    assert len(grad_norm) >= 4
+    assert np.all(np.isfinite(data.scalars[metadata.BATCH_LOSS].values))
+    assert data.vectors[metadata.ACT_MEAN].labels  # activation layers were watched
+    assert data.config["batch_size"] == BATCH
+    # The wraps are gone: a later fit without the callback traces a clean step.
+    assert "compute_loss" not in vars(model) and "train_step" not in vars(model)
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+
+def test_mirrored_strategy_two_replicas(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "mirrored_run.py")
+    result = subprocess.run(
+        [sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "two replicas agree with one device" in result.stdout
+
+
+def test_recorder_for_a_custom_loop(tmp_path):
+    x, y = _data()
+    model = _half_dead_mlp()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.SGD(0.01)
+    own = {}
+    with summaries.Recorder(
+        tmp_path / "run", model, every_n_steps=3, optimizer=optimizer, loss=loss_fn
+    ) as recorder:
+        for step in range(8):
+            xb, yb = x[step * BATCH : (step + 1) * BATCH], y[step * BATCH : (step + 1) * BATCH]
+            loss, norms, _, _ = _own_step(model, loss_fn, xb, yb)
+            with tf.GradientTape() as tape:
+                logits = model(xb, training=True)
+                loss = loss_fn(yb, logits)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            recorder.record(step, loss, grads, x=xb, y=yb, y_pred=logits)
+            own[step] = (float(loss), norms)
+    data = _read(tmp_path, "run")
+    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == [0, 3, 6]
+    for row, step in enumerate([0, 3, 6]):
+        loss, norms = own[step]
+        assert data.scalars[metadata.BATCH_LOSS].values[row] == pytest.approx(loss, rel=1e-5)
+        np.testing.assert_allclose(
+            data.vectors[metadata.GRAD_NORM].values[row],
+            [norms["hidden"], norms["logits"]],
+            rtol=1e-4,
+        )
+    assert data.vectors[metadata.ACT_DEAD_FRACTION].values[0, 0] == 0.5
+    # The update of the step after each record (SGD: lr * |g| / |W|).
+    assert data.vectors[metadata.UPDATE_RATIO].steps.tolist() == [1, 4, 7]
+    assert np.all(data.vectors[metadata.UPDATE_RATIO].values > 0)
+    assert data.config["recorder"] == "Recorder"
+    assert data.config["loss"]["from_logits"] is True
+    assert "call" not in vars(model.get_layer("hidden"))  # close() removed the wraps
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10", None])
+def test_bad_every_n_steps_is_named(tmp_path, bad):
+    with pytest.raises(ValueError, match="every_n_steps"):
+        summaries.PlateauCallback(tmp_path / "run", every_n_steps=bad)
+
+
+def test_unwritable_log_dir_is_named(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="log_dir .*a_file"):
+        summaries.PlateauCallback(blocker / "run")
+    with pytest.raises(ValueError, match="log_dir"):
+        summaries.PlateauCallback("")
+
+
+def test_a_failing_statistic_stops_alone_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(summaries, "_activation_stats", broken)
+    monkeypatch.setattr(summaries, "_weights_stats", broken)
+    x, y = _data()
+    model = _half_dead_mlp()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with caplog.at_level(logging.WARNING, logger="tb_plateau"):
+        history = model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=2,
+            verbose=0,
+            callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=2)],
+        )
+    assert len(history.history["loss"]) == 2
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("'activations'" in w for w in warnings) == 1
+    assert sum("'weights'" in w for w in warnings) == 1
+    data = _read(tmp_path, "run")
+    assert metadata.ACT_MEAN not in data.vectors
+    assert metadata.WEIGHT_NORM not in data.vectors
+    assert len(data.vectors[metadata.GRAD_NORM]) == 8  # steps 0, 2, ..., 14
+    assert len(data.scalars["epoch/loss"]) == 2
