@@ -329,7 +329,9 @@ def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint):
         sibling = listing.validation_sibling(run)
         if sibling:
             validation = rundata.from_provider(data_provider, ctx, experiment_id, sibling)
+            # As the CLI does (`cli.read_run`), so both give the same report.
             data.validation_scalars = dict(validation.other_scalars)
+            data.problems.extend(validation.problems)
     except errors.PublicError:
         raise
     except Exception as e:  # noqa: BLE001 - one unreadable run must not break the others

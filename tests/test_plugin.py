@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing import data_provider as mux_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from werkzeug import test as werkzeug_test
 
-from tb_plateau import diagnosis, metadata, plugin, rundata
+from tb_plateau import cli, diagnosis, metadata, plugin
 from tb_plateau.loader import PlateauLoader
 
 PREFIX = "/data/plugin/plateau"
@@ -154,10 +154,20 @@ def test_runs_html_name_is_returned_verbatim(server):
 # -- /diagnosis -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("run", [plugin_logdirs.BROKEN_RUN, plugin_logdirs.DIVERGING_RUN])
+@pytest.mark.parametrize(
+    "run",
+    [
+        plugin_logdirs.BROKEN_RUN,
+        plugin_logdirs.DIVERGING_RUN,
+        plugin_logdirs.HEALTHY_RUN,
+        plugin_logdirs.KERAS_TRAIN_RUN,
+        plugin_logdirs.NEWER_VERSION_RUN,
+        plugin_logdirs.XSS_RUN,
+    ],
+)
 def test_diagnosis_is_exactly_the_cli_run_object(server, logdir, run):
     body = server.json(PREFIX + "/diagnosis", run=run)
-    expected = diagnosis.run_report(rundata.read_logdir_run(logdir, run))
+    (expected,) = cli.diagnose_logdir(logdir, only_run=run)["runs"]
     # Through JSON as the CLI prints it (NaN/Inf spelled as Respond spells them).
     assert body == json.loads(_respond_json(expected))
     assert list(body)[:3] == ["run", "verdict", "findings"]
