@@ -43,11 +43,13 @@ def _late_rows(series):
 
 
 def _output_layer_name(ctx, series):
+    """The output layer's label among the activation layers, or None if it has no activation."""
     output = ctx.config.output_layer
     if output is not None:
         for label in series.labels:
             if label == output.get("name") or label.split("/")[-1] == output.get("name"):
                 return label
+        return None
     return series.labels[-1] if series.labels else None
 
 

@@ -22,6 +22,9 @@ EXPLODING_RATIO = 70.0  # ||g_first|| / ||g_last||
 # Exploding over time: the total gradient norm grows 1,000x over its first
 # records. Healthy runs stay within ~10x (gradients shrink as the loss falls).
 EXPLODING_GROWTH = 1e3  # max ||g|| / early ||g||
+# Or the total gradient norm is already this large at the first record. With
+# inputs and targets near unit scale, healthy norms are 1e-3 to 1e2.
+EXPLODING_NORM_AT_INIT = 1e5  # ||g||
 
 # A layer whose gradient norm is exactly 0 in this share of records gets no
 # learning signal. Not 100%: one record may fall on a batch that happens to
@@ -199,9 +202,16 @@ def detect_exploding_gradients(ctx):
 
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
     over_time = growth is not None and growth > EXPLODING_GROWTH
-    if not (across_depth or over_time):
+    initial_norm = float(total[0]) if len(total) else None
+    huge_at_init = initial_norm is not None and not (initial_norm <= EXPLODING_NORM_AT_INIT)
+    if not (across_depth or over_time or huge_at_init):
         return None
     parts = []
+    if huge_at_init:
+        parts.append(
+            "at the first record (step %d) the total gradient norm is already %s"
+            % (int(series.steps[0]), fmt(initial_norm))
+        )
     if across_depth:
         parts.append(
             "from the first records, the first layer's (%s) gradient norm is %s the last"
@@ -227,18 +237,21 @@ def detect_exploding_gradients(ctx):
         confidence=0.85 if across_depth and over_time else 0.7,
         title="Gradients explode (%s)"
         % (
-            "%s larger at the input than at the output" % fmt_ratio(depth_ratio)
+            "norm %s at the first record" % fmt(initial_norm)
+            if huge_at_init and not across_depth
+            else "%s larger at the input than at the output" % fmt_ratio(depth_ratio)
             if across_depth
             else "%s growth during training" % fmt_ratio(growth)
         ),
         explanation=explanation,
-        first_step=int(series.steps[0]) if across_depth else peak_step,
+        first_step=int(series.steps[0]) if across_depth or huge_at_init else peak_step,
         layers=[labels[first]] if across_depth else [],
         evidence={
             "series": [metadata.tag(metadata.GRAD_NORM)],
             "depth_ratio": depth_ratio,
             "growth": growth,
-            "at_init": bool(across_depth),
+            "at_init": bool(across_depth or huge_at_init),
+            "initial_norm": initial_norm,
             "nonfinite_step": first_nonfinite_step,
             "thresholds": {"depth_ratio": EXPLODING_RATIO, "growth": EXPLODING_GROWTH},
         },

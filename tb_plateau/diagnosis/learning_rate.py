@@ -12,6 +12,11 @@ from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 # (published starting point: suspicious below 1e-4 or above 1e-2).
 UPDATE_RATIO_HIGH = 1e-2  # suspicious when the loss misbehaves too
 UPDATE_RATIO_EXTREME = 1e-1  # 100x the healthy 1e-3: too high on its own
+# In the first records a step that changes the weights by their whole norm
+# (healthy Adam warm starts reach ~0.1 on tiny layers) throws away the
+# initialization; later records may be quiet because everything died.
+EARLY_UPDATE_RATIO_EXTREME = 1.0
+EARLY_RECORDS = 3  # records
 UPDATE_RATIO_LOW = 1e-4  # suspicious when the loss creeps too
 UPDATE_RATIO_TINY = 1e-5  # 100x below the healthy 1e-3
 
@@ -53,6 +58,19 @@ def _median_update_ratio(ctx):
     return float(np.median(per_record)), series
 
 
+def _early_update_ratio(ctx):
+    """The largest per-record median (over layers) of the update ratio in the first records."""
+    series = ctx.vector(metadata.UPDATE_RATIO)
+    if series is None:
+        return None
+    medians = []
+    for row in series.values[:EARLY_RECORDS]:
+        moving = row[np.isfinite(row) & (row > 0)]
+        if len(moving):
+            medians.append(float(np.median(moving)))
+    return max(medians) if medians else None
+
+
 def _spikes(ctx):
     """Steps of the loss spikes in the finite prefix of the training loss."""
     shape = ctx.train_shape
@@ -88,6 +106,9 @@ def detect_lr_too_high(ctx):
     spikes = _spikes(ctx)
     divergence = _divergence(ctx)
     curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None
+    early_ratio = _early_update_ratio(ctx)
+    if early_ratio is not None and early_ratio > EARLY_UPDATE_RATIO_EXTREME:
+        ratio = max(ratio or 0.0, early_ratio)
     extreme = ratio is not None and ratio > UPDATE_RATIO_EXTREME
     high = ratio is not None and ratio > UPDATE_RATIO_HIGH
     if not (extreme or curve_symptom):
@@ -98,7 +119,12 @@ def detect_lr_too_high(ctx):
         return None
 
     parts = []
-    if ratio is not None:
+    if early_ratio is not None and ratio == early_ratio:
+        parts.append(
+            "an early step changed the weights by %s times their norm (median over layers;"
+            " healthy is about 1e-3)" % fmt(early_ratio)
+        )
+    elif ratio is not None:
         parts.append(
             "each step changes the weights by %s of their norm (median update/weight ratio;"
             " healthy is about 1e-3: %s larger)" % (fmt(ratio), fmt_ratio(ratio / 1e-3))

@@ -99,6 +99,8 @@ def detect_chance_level(ctx):
     chance, how, tolerance = _chance(ctx)
     if chance is None or chance <= 0:
         return None
+    if not ctx.has_config and abs(shape.progress) > FLAT_PROGRESS:
+        return None  # a guessed chance level counts only for a loss that never moved
     train_at_chance = abs(shape.tail - chance) / chance < tolerance and shape.best > chance * (
         1 - 2 * tolerance
     )
@@ -316,7 +318,11 @@ def detect_insufficient_capacity(ctx):
     chance, how, _ = _chance(ctx)
     if chance is None or shape.tail < CAPACITY_LOSS_SHARE * chance:
         return None
-    if shape.last_fifth_share > PLATEAU_SHARE:
+    # Epoch means show a plateau without the batch-to-batch noise.
+    epochs = ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
+    epoch_shape = curves.shape(epochs.steps, epochs.values) if epochs is not None else None
+    plateau_shape = epoch_shape if epoch_shape is not None and epoch_shape.n >= 5 else shape
+    if plateau_shape.last_fifth_share > PLATEAU_SHARE:
         return None
     gap = ctx.train_val_gap()
     if gap is not None and abs(gap) > TRAIN_VAL_GAP:

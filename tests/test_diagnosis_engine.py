@@ -1,0 +1,192 @@
+"""Unit tests of the diagnosis engine on synthetic RunData (no TensorFlow, no files)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tb_plateau import diagnosis, metadata
+from tb_plateau.diagnosis import causes, ranking
+from tb_plateau.diagnosis.finding import Finding
+from tb_plateau.rundata import RunData, Series, VectorSeries
+
+
+def _series(values, start=0, every=10):
+    values = np.asarray(values, float)
+    return Series(np.arange(len(values)) * every + start, values)
+
+
+def _vector(rows, labels, every=10, **header):
+    rows = np.asarray(rows, float)
+    return VectorSeries(np.arange(len(rows)) * every, rows, list(labels), dict(header))
+
+
+def _decaying(n=60, start=2.3, floor=0.1, rate=0.15, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return floor + (start - floor) * np.exp(-rate * t) * (1 + noise * rng.normal(size=n))
+
+
+def _run(loss=None, **kwargs):
+    run = RunData(name="exp", **kwargs)
+    if loss is not None:
+        run.scalars[metadata.BATCH_LOSS] = _series(loss)
+    return run
+
+
+def _top(run):
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    return findings[0].cause if findings else None
+
+
+def test_every_cause_has_title_and_fixes():
+    assert len(causes.CAUSE_IDS) == 15
+    for cause in causes.CAUSE_IDS:
+        assert causes.title(cause)
+        assert causes.fixes(cause)
+
+
+def test_healthy_converged_curve_has_no_warning():
+    run = _run(_decaying(noise=0.05))
+    report = diagnosis.run_report(run)
+    assert report["verdict"] == "healthy"
+    assert report["findings"] == []
+
+
+def test_report_schema_and_json():
+    run = _run(_decaying(n=40, rate=0.01))
+    report = diagnosis.run_report(run)
+    assert set(report) <= {"run", "verdict", "findings", "notes"}
+    assert report["findings"][0]["cause"] == "not_converged"
+    finding = report["findings"][0]
+    assert set(finding) == {
+        "cause",
+        "severity",
+        "confidence",
+        "title",
+        "explanation",
+        "first_step",
+        "layers",
+        "fixes",
+        "evidence",
+    }
+    assert finding["evidence"]["series"] == ["plateau/batch_loss"]
+    json.dumps(report)
+
+
+def test_problems_become_notes():
+    run = _run(_decaying(), problems=["plateau/grad_norm: written by a newer tb_plateau"])
+    report = diagnosis.run_report(run)
+    assert report["notes"][0].startswith("plateau/grad_norm")
+    assert report["verdict"] == "healthy"
+
+
+def test_vanishing_gradients_with_numbers():
+    run = _run(_decaying(n=30, rate=0.01))
+    rows = [[2e-8, 1e-5, 1e-2]] * 10
+    run.vectors[metadata.GRAD_NORM] = _vector(rows, ["dense", "dense_1", "dense_2"])
+    findings = diagnosis.diagnose(run)
+    assert findings[0].cause == "vanishing_gradients"
+    assert "2e-08" in findings[0].explanation
+    assert "500,000 times" in findings[0].explanation
+
+
+def test_zero_gradient_names_the_custom_loss():
+    run = _run(np.full(20, 0.5) + np.linspace(0, 1e-3, 20))
+    run.vectors[metadata.GRAD_NORM] = _vector([[0.0, 0.0]] * 8, ["dense", "dense_1"])
+    run.config = {"loss": {"name": "thresholded_loss", "custom": True}, "layers": []}
+    top = diagnosis.diagnose(run)[0]
+    assert top.cause == "zero_gradient" and "thresholded_loss" in top.title
+
+
+def test_dead_relu_from_unnormalized_inputs_ranks_inputs_first():
+    run = _run(np.full(30, 0.69) + np.linspace(0, 1e-3, 30))
+    run.vectors[metadata.ACT_DEAD_FRACTION] = _vector(
+        [[0.98, 0.9]] * 6, ["dense", "dense_1"], activations=["relu", "relu"]
+    )
+    run.config = {
+        "layers": [
+            {"name": "dense", "class": "Dense", "activation": "relu", "units": 8},
+            {"name": "dense_1", "class": "Dense", "activation": "relu", "units": 8},
+            {"name": "out", "class": "Dense", "activation": None, "units": 1},
+        ],
+        "data": {
+            "inputs": [
+                {
+                    "name": "x",
+                    "mean": [5000.0, 1.0],
+                    "std": [800.0, 0.5],
+                    "min": [100.0, 0.0],
+                    "max": [9000.0, 2.0],
+                }
+            ]
+        },
+    }
+    findings = diagnosis.diagnose(run)
+    assert [f.cause for f in findings[:2]] == ["unnormalized_inputs", "dead_relu"]
+    assert findings[0].severity == "critical"  # takes its symptom's severity
+    assert "unnormalized_inputs" in findings[1].explanation
+
+
+def test_nonfinite_in_inputs_is_the_root():
+    run = _run(np.array([1.0, 0.9, np.nan, np.nan, np.nan]))
+    run.vectors[metadata.NONFINITE] = _vector(
+        [[0, 0, 0, 0, 0, 0], [3, 0, 1, 40, 0, 0]], metadata.NUMERICS_SOURCES
+    )
+    top = diagnosis.diagnose(run)[0]
+    assert top.cause == "nonfinite" and top.evidence["source"] == "inputs"
+    assert top.first_step == 10
+
+
+def test_loss_output_mismatch_softmax_one_unit():
+    run = _run(np.full(20, 0.0))
+    run.config = {
+        "layers": [{"name": "out", "class": "Dense", "activation": "softmax", "units": 1}],
+        "loss": {"name": "binary_crossentropy", "from_logits": False},
+    }
+    assert _top(run) == "loss_output_mismatch"
+
+
+def test_overfitting_from_keras_style_curves():
+    train = np.linspace(1.0, 0.1, 12)
+    val = np.concatenate([np.linspace(1.0, 0.5, 5), np.linspace(0.55, 0.9, 7)])
+    run = RunData(name="exp/train")
+    run.other_scalars["epoch_loss"] = _series(train, every=1)
+    run.validation_scalars["epoch_loss"] = _series(val, every=1)
+    report = diagnosis.run_report(run)
+    assert report["findings"][0]["cause"] == "overfitting"
+    assert any("not recorded with tb_plateau" in note for note in report["notes"])
+
+
+def test_pytorch_style_chance_level_loss():
+    run = RunData(name="torch")
+    rng = np.random.default_rng(0)
+    run.other_scalars["Loss/train"] = _series(math.log(10) + 0.002 * rng.normal(size=50))
+    assert _top(run) == "no_signal"
+
+
+def test_negative_cross_entropy_curve_only():
+    run = RunData(name="torch")
+    run.other_scalars["train_loss"] = _series(np.linspace(0.5, -3.0, 30))
+    assert "loss_output_mismatch" in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_lr_too_high_from_spikes():
+    loss = _decaying(n=60, noise=0.02)
+    loss[[20, 35, 50]] = 2.5
+    run = _run(loss)
+    assert _top(run) == "lr_too_high"
+
+
+def test_finding_rejects_unknown_cause():
+    with pytest.raises(ValueError):
+        Finding(cause="bogus", severity="warning", confidence=0.5, explanation="")
+
+
+def test_ranking_puts_roots_first():
+    symptom = Finding("zero_gradient", "critical", 0.9, "zero")
+    root = Finding("dead_relu", "warning", 0.8, "dead", evidence={"at_init": True})
+    ranked = ranking.rank([symptom, root])
+    assert [f.cause for f in ranked] == ["dead_relu", "zero_gradient"]
+    assert ranked[1].explained_by == "dead_relu"

@@ -1,0 +1,71 @@
+"""The diagnosis on real (tiny) Keras trainings, healthy and broken in known ways.
+
+Each scenario of `tests/reproducers.py` trains once per session (about 2 minutes
+for all on 2 CPU cores); each test asserts the top warning/critical finding, or
+none for a healthy run. `precision_recall` gives the README's table:
+
+    python -m tests.test_diagnosis_reproducers
+"""
+
+import os
+import sys
+
+import pytest
+
+from tests import reproducers
+
+tf = pytest.importorskip("tensorflow")
+
+pytestmark = pytest.mark.slow
+
+
+def top_cause(logdir):
+    from tb_plateau import diagnosis, rundata
+
+    findings = diagnosis.diagnose(rundata.read_logdir_run(logdir, "."))
+    serious = [f for f in findings if f.severity != diagnosis.INFO]
+    return serious[0].cause if serious else None
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproducers")
+    return reproducers.train_all(str(root))
+
+
+@pytest.mark.parametrize("name", sorted(reproducers.SCENARIOS))
+def test_top_finding(trained, name):
+    expected = reproducers.SCENARIOS[name][1]
+    assert top_cause(trained[name]) == expected
+
+
+def precision_recall(results):
+    """{cause: (precision, recall, support)} from {scenario: (expected, got)}."""
+    table = {}
+    causes = sorted({e for e, _ in results.values() if e} | {g for _, g in results.values() if g})
+    for cause in causes:
+        predicted = [n for n, (_, g) in results.items() if g == cause]
+        relevant = [n for n, (e, _) in results.items() if e == cause]
+        hits = [n for n in predicted if results[n][0] == cause]
+        precision = len(hits) / len(predicted) if predicted else float("nan")
+        recall = len(hits) / len(relevant) if relevant else float("nan")
+        table[cause] = (precision, recall, len(relevant))
+    return table
+
+
+def main(root):
+    logdirs = reproducers.train_all(root)
+    results = {n: (reproducers.SCENARIOS[n][1], top_cause(d)) for n, d in logdirs.items()}
+    print("| cause | precision | recall | scenarios |\n|---|---|---|---|")
+    for cause, (p, r, support) in precision_recall(results).items():
+        print("| `%s` | %.2f | %.2f | %d |" % (cause, p, r, support))
+    healthy = [n for n, (e, _) in results.items() if e is None]
+    false_alarms = [n for n in healthy if results[n][1] is not None]
+    print("\nhealthy runs: %d, false alarms: %d" % (len(healthy), len(false_alarms)))
+    for name, (expected, got) in sorted(results.items()):
+        if expected != got:
+            print("miss: %s expected %s got %s" % (name, expected, got))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "tb_plateau_reproducers"))
