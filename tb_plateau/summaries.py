@@ -842,11 +842,13 @@ class _Hooks:
 
         def train_step(*args, **kwargs):
             self.local.in_train = True
+            self.local.pending_activations = []
             try:
                 return original_train_step(*args, **kwargs)
             finally:
                 self.local.in_train = False
                 self.local.record = None
+                self.local.pending_activations = []
 
         def compute_loss(*args, **kwargs):
             loss = original_compute_loss(*args, **kwargs)
@@ -902,13 +904,18 @@ class _Hooks:
             return
         if not getattr(self.local, "in_train", False) or self.vars is None:
             return
+        # Stored by the step's one `tf.cond` (in compute_loss, else in apply).
+        self.local.pending_activations.append((i, layer, activation, tensor))
 
-        def record():
+    def _store_activations(self):
+        pending = getattr(self.local, "pending_activations", None) or []
+        self.local.pending_activations = []
+        if "activations" in self.guard.disabled:
+            return
+        for i, layer, activation, tensor in pending:
             axis = _unit_axis(layer, tensor.shape.rank or 0)
             stats = _activation_stats(tf.stop_gradient(tensor), activation, axis)
             self.vars.activations[i].assign(stats * self.vars.replica_weights_act)
-
-        self.guard.run("activations", tf.cond, self.vars.flag.read_value(), record, _noop)
 
     def _on_loss(self, bound, loss):
         x, y, y_pred = bound.get("x"), bound.get("y"), bound.get("y_pred")
@@ -923,17 +930,22 @@ class _Hooks:
         labels_nonfinite = _nonfinite_count(ys)
         loss_nonfinite = _nonfinite_count([loss_value])
         nonfinite = (inputs_nonfinite + labels_nonfinite + loss_nonfinite) > 0
-        triggered = tf.logical_and(self.vars.armed.read_value(), nonfinite)
+        triggered = tf.logical_and(self.vars.armed.read_value() > 0.5, nonfinite)
         record = tf.logical_or(self.vars.flag.read_value(), triggered)
         self.local.record = record
+        iteration = tf.cast(tf.convert_to_tensor(self.vars.iterations), tf.float32)
 
         def store():
+            self.guard.run("activations", self._store_activations)
             batch = tf.cast(tf.shape(xs[0])[0], tf.float32) if xs else tf.constant(0.0)
             step_stats = tf.stack(
                 [loss_value, inputs_nonfinite, labels_nonfinite, loss_nonfinite, batch]
             )
             self.vars.step.assign(step_stats * replicas)
-            self.vars.triggered.assign(tf.cast(triggered, tf.float32))
+            # The first NaN/Inf step stays in the variables (nothing else is
+            # stored until the host looks) and disarms this trigger.
+            self.vars.triggered.assign(tf.stack([tf.cast(triggered, tf.float32), iteration]))
+            self.vars.armed.assign(tf.where(triggered, 0.0, self.vars.armed.read_value()))
             for out_var, pred in zip(self.vars.outputs, preds):
                 out_var.assign(_output_stats(tf.stop_gradient(pred)))
             if len(xs) == len(self.vars.features):
@@ -962,6 +974,9 @@ class _Hooks:
         replicas = float(self.vars.replicas)
 
         def store():
+            if getattr(self.local, "pending_activations", None):
+                # A train_step that did not call compute_loss.
+                self.guard.run("activations", self._store_activations)
             stats = tf.stack([_gradient_stats(g) for g in per_layer])
             # Norms and NaN counts add up over replicas (each holds its
             # share of the batch); zero counts are averaged.
@@ -975,6 +990,14 @@ def _noop():
     return None
 
 
+def _is_finite_number(value):
+    """False only for a NaN or infinite number (None and non-numbers pass)."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
 class _StepVariables:
     """Where the traced step leaves its statistics for the callback to read.
 
@@ -984,7 +1007,8 @@ class _StepVariables:
     multiplied by the replica count).
     """
 
-    def __init__(self, index, strategy, input_info, output_units):
+    def __init__(self, index, strategy, input_info, output_units, iterations):
+        self.iterations = iterations
         self.replicas = strategy.num_replicas_in_sync
         self.replica_weights_act = tf.constant([1.0, 1.0, 1.0, 1.0, float(self.replicas)])
         self.shapes = {}
@@ -1000,9 +1024,10 @@ class _StepVariables:
 
         with strategy.scope():
             self.flag = tf.Variable(False, trainable=False, name="tb_plateau_record")
-            # Until the first NaN/Inf is recorded, one appearing records its step.
-            self.armed = tf.Variable(True, trainable=False, name="tb_plateau_armed")
-            self.triggered = on_read([], "triggered")
+            # Until the first NaN/Inf is recorded, one appearing records its
+            # step: [triggered (0/1), optimizer iteration at that step].
+            self.armed = on_read([], "armed")
+            self.triggered = on_read([2], "triggered")
             self.step = on_read([len(_STEP_FIELDS)], "step")
             self.gradients = on_read([max(len(index.layer_labels), 1), 3], "gradients")
             self.activations = [
@@ -1238,8 +1263,11 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._output_names, output_units = _output_info(model)
         self._input_info = _input_info(model)
         strategy = model.distribute_strategy
-        self._vars = _StepVariables(self._index, strategy, self._input_info, output_units)
+        self._vars = _StepVariables(
+            self._index, strategy, self._input_info, output_units, model.optimizer.iterations
+        )
         self._vars.reset()
+        self._vars.armed.assign(1.0)
         self._hooks = _Hooks(self._index, self._run.guard)
         self._hooks.vars = self._vars
         self._hooks.install_activations()
@@ -1259,6 +1287,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
                 return train_function(*args, **kwargs)
             except BaseException:
                 # The run crashed or was interrupted: keep what was recorded.
+                callback._write_pending_nonfinite()
                 callback._run.flush()
                 raise
 
@@ -1277,6 +1306,9 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             return
         due = self._step % self.every_n_steps == 0 or not self._run._config_written
         if due:
+            # A NaN/Inf in the inputs or labels that left the loss finite
+            # was kept by the step it appeared in: write it before this record.
+            self._write_pending_nonfinite()
             self._recording = True
             self._guard().run("flag", self._vars.flag.assign, True)
             self._weights_before = self._guard().run(
@@ -1291,23 +1323,25 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             return
         if self._vars is None or "setup" in self._guard().disabled:
             return
-        first_nonfinite = False
-        if not self._nonfinite_seen:
-            first_nonfinite = bool(
-                self._guard().run("nonfinite", lambda: self._vars.triggered.numpy() > 0)
-            )
-        if not (self._recording or first_nonfinite):
-            return
-        self._guard().run("record", self._record, step, first_nonfinite)
+        if not self._nonfinite_seen and not _is_finite_number((logs or {}).get("loss")):
+            # The first non-finite loss: its step stored everything; write now.
+            self._write_pending_nonfinite()
         if self._recording:
+            self._guard().run("record", self._record, step)
             self._recording = False
             self._guard().run("flag", self._vars.flag.assign, False)
-        if first_nonfinite:
-            self._nonfinite_seen = True
-            self._guard().run("nonfinite", self._vars.armed.assign, False)
-            self._run.note_nonfinite()
 
-    def _record(self, step, first_nonfinite):
+    def _write_pending_nonfinite(self):
+        if self._nonfinite_seen:
+            return
+        triggered = self._guard().run("nonfinite", self._vars.triggered.numpy)
+        if triggered is None or not triggered[0] > 0:
+            return
+        self._nonfinite_seen = True
+        self._guard().run("record", self._record, int(round(float(triggered[1]))))
+        self._run.note_nonfinite()
+
+    def _record(self, step):
         guard = self._guard()
         values = self._vars.read()
         # What the step did not store (a custom train_step that skips
@@ -1319,7 +1353,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if "gradients" in guard.disabled or np.all(np.isnan(gradients)):
             gradients = None
         activations = None
-        if self._recording and "activations" not in guard.disabled:
+        if "activations" not in guard.disabled:
             activations = [None if np.all(np.isnan(a)) else a for a in values["activations"]]
             if all(a is None for a in activations):
                 activations = None
@@ -1369,6 +1403,8 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._run is None:
             return
+        if self._vars is not None:
+            self._write_pending_nonfinite()
         scalars = []
         for key, value in (logs or {}).items():
             try:
@@ -1381,6 +1417,8 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._run is None:
             return
+        if self._vars is not None:
+            self._write_pending_nonfinite()
         self._guard().run("teardown", self._teardown)
         self._run.flush()
 
