@@ -75,7 +75,7 @@ function fmt(value) {
   if (!Number.isFinite(v)) return v > 0 ? "Inf" : "-Inf";
   if (v === 0) return "0";
   const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(1).replace("e+", "e");
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(1).replace(".0e", "e").replace("e+", "e");
   if (a >= 100) return Math.round(v).toLocaleString("en-US");
   return String(Number(v.toPrecision(3)));
 }
@@ -589,7 +589,7 @@ async function drawChart(entry, spec) {
     else if (spec.kind === "ratio") await drawRatio(entry, spec);
     else if (spec.kind === "config") await drawConfig(entry, spec);
     else if (spec.kind === "lr") await drawScalar(entry, spec, "plateau/learning_rate", "learning rate");
-    else if (spec.kind.startsWith("vector:")) await drawGradHeatmap(entry, spec, spec.kind.slice(7));
+    else if (spec.kind.startsWith("vector:")) await drawLatestVector(entry, spec, spec.kind.slice(7));
     else if (spec.kind.startsWith("scalar:")) await drawScalar(entry, spec, spec.kind.slice(7), spec.kind.slice(7));
   } catch (error) {
     spec.container.replaceChildren();
@@ -648,7 +648,7 @@ async function drawLoss(entry, spec) {
     });
   });
   if (!chartSeries.length) throw new Error("the loss series could not be read");
-  const lastStep = Math.max(...chartSeries.map((s) => (s.data.length ? s.data[s.data.length - 1][0] : -Infinity)));
+  const lastStep = Math.max(...chartSeries.map((s) => (s.data.length ? s.data[s.data.length - 1][0] : -Infinity)), ...nonfiniteSteps);
   const { regions, points } = evidenceMarks(spec.finding, lastStep);
   const marks = { silent: false };
   const markLines = [];
@@ -665,9 +665,14 @@ async function drawLoss(entry, spec) {
       label: { formatter: "best validation", color: COLORS.validation, position: "end" } });
   }
   if (nonfiniteSteps.length) {
+    // Where the loss became NaN/Inf the curve stops: shade what follows.
     const first = Math.min(...nonfiniteSteps);
+    const end = Math.max(...nonfiniteSteps);
+    if (!regions.some((r) => r.from <= first && r.to >= first)) {
+      regions.push({ name: "NaN/Inf", from: first, to: Math.max(end, lastStep) });
+    }
     markLines.push({ xAxis: first, lineStyle: { color: COLORS.critical, width: 2 },
-      label: { formatter: `NaN/Inf from step ${first}`, color: COLORS.critical, position: "start" } });
+      label: { formatter: `loss NaN/Inf from step ${first}`, color: COLORS.critical, position: "insideEndTop" } });
   }
   chartSeries[0].markLine = { ...marks, symbol: "none", data: markLines };
   chartSeries[0].markArea = {
@@ -685,7 +690,7 @@ async function drawLoss(entry, spec) {
     legend: { top: 4, right: 8, textStyle: TEXT_STYLE },
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt(v) },
     xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax" },
-    yAxis: { type: logScale ? "log" : "value", name: "loss", scale: true, axisLabel: { formatter: (v) => fmt(v) } },
+    yAxis: { type: logScale ? "log" : "value", scale: true, axisLabel: { formatter: (v) => fmt(v) } },
     dataZoom: [{ type: "inside" }],
     series: chartSeries,
   }));
@@ -735,7 +740,7 @@ async function drawGradHeatmap(entry, spec, tag) {
     },
   };
   const chart = makeChart(spec.container);
-  const labelWidth = Math.min(180, 12 + 7 * Math.max(...layers.map((l) => l.length), 4));
+  const labelWidth = Math.min(200, 30 + 7 * Math.max(...layers.map((l) => l.length), 4));
   chart.setOption(baseOption({
     grid: { left: labelWidth, right: 90, top: 16, bottom: 48 },
     tooltip,
@@ -785,6 +790,22 @@ function lastFiniteRow(body) {
   return null;
 }
 
+// A category axis of layer names in model order; the finding's layers in red.
+function layerAxis(labels, hot) {
+  return {
+    type: "category",
+    data: labels,
+    axisLabel: {
+      rotate: labels.length > 6 ? 30 : 0,
+      interval: 0,
+      width: 110,
+      overflow: "truncate",
+      formatter: (name) => (hot.has(name) && !/[{}|]/.test(name) ? `{hot|${name}}` : name),
+      rich: { hot: { color: COLORS.critical, fontWeight: "bold" } },
+    },
+  };
+}
+
 async function drawActivations(entry, spec) {
   const available = new Set(entry.series || []);
   const wanted = [
@@ -818,7 +839,7 @@ async function drawActivations(entry, spec) {
   const chart = makeChart(spec.container);
   chart.setOption(baseOption({
     legend: { top: 4, right: 8, textStyle: TEXT_STYLE },
-    grid: { left: 56, right: 24, top: 36, bottom: 72 },
+    grid: { left: 56, right: 24, top: 36, bottom: layers.length > 6 ? 72 : 40 },
     tooltip: {
       trigger: "axis",
       formatter: (items) => {
@@ -828,18 +849,7 @@ async function drawActivations(entry, spec) {
         return `${escapeHtml(layer + fn)}<br/>${lines.join("<br/>")}`;
       },
     },
-    xAxis: {
-      type: "category",
-      data: layers,
-      axisLabel: {
-        rotate: layers.length > 6 ? 30 : 0,
-        interval: 0,
-        width: 110,
-        overflow: "truncate",
-        formatter: (name) => (hot.has(name) && !/[{}|]/.test(name) ? `{hot|${name}}` : name),
-        rich: { hot: { color: COLORS.critical, fontWeight: "bold" } },
-      },
-    },
+    xAxis: layerAxis(layers, hot),
     yAxis: { type: "value", min: 0, max: 1, name: "fraction of units", axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` } },
     series: chartSeries,
   }));
@@ -853,9 +863,9 @@ async function drawRatio(entry, spec) {
   const hot = new Set(spec.finding ? spec.finding.layers || [] : []);
   // The median over the last quarter of the recorded steps: what the
   // optimizer does now, not during warm-up.
-  const start = Math.floor(body.values.length * 0.75);
   const data = body.labels.map((layer, j) => {
-    const recent = body.values.slice(start).map((row) => num(row[j])).filter((v) => Number.isFinite(v) && v > 0).sort((a, b) => a - b);
+    const usable = body.values.map((row) => num(row[j])).filter((v) => Number.isFinite(v) && v > 0);
+    const recent = usable.slice(Math.floor(usable.length * 0.75)).sort((a, b) => a - b);
     const median = recent.length ? recent[Math.floor(recent.length / 2)] : null;
     let color = COLORS.healthy;
     if (median !== null && median > RATIO_BAND[1]) color = COLORS.critical;
@@ -871,22 +881,11 @@ async function drawRatio(entry, spec) {
   const hi = Math.max(RATIO_BAND[1] * 10, ...values);
   const chart = makeChart(spec.container);
   chart.setOption(baseOption({
-    grid: { left: 64, right: 24, top: 24, bottom: 72 },
+    grid: { left: 64, right: 24, top: 24, bottom: body.labels.length > 6 ? 72 : 40 },
     tooltip: {
       formatter: (p) => `${escapeHtml(p.value[0])}<br/>update/weight ratio: <b>${escapeHtml(fmt(p.value[1]))}</b>`,
     },
-    xAxis: {
-      type: "category",
-      data: body.labels,
-      axisLabel: {
-        rotate: body.labels.length > 6 ? 30 : 0,
-        interval: 0,
-        width: 110,
-        overflow: "truncate",
-        formatter: (name) => (hot.has(name) && !/[{}|]/.test(name) ? `{hot|${name}}` : name),
-        rich: { hot: { color: COLORS.critical, fontWeight: "bold" } },
-      },
-    },
+    xAxis: layerAxis(body.labels, hot),
     yAxis: {
       type: "log",
       min: 10 ** Math.floor(Math.log10(lo)),
@@ -913,8 +912,36 @@ async function drawRatio(entry, spec) {
       },
     }],
   }));
-  spec.caption.textContent = "Median over the last quarter of the recorded steps. Green band: 1e-4 to 1e-2 " +
+  spec.caption.textContent = "Median over the last quarter of the steps with a finite ratio. Green band: 1e-4 to 1e-2 " +
     "(about 1e-3 is healthy); red: steps too large; blue: steps too small.";
+}
+
+// Any other per-layer statistic: its latest recorded values, one bar per entry.
+async function drawLatestVector(entry, spec, tag) {
+  const body = await series(entry.run, tag);
+  if (body.kind !== "vector") throw new Error(`${tag} is not a per-layer series`);
+  const last = lastFiniteRow(body);
+  if (!last) throw new Error(`${tag} has no finite values`);
+  const hot = new Set(spec.finding ? spec.finding.layers || [] : []);
+  const chart = makeChart(spec.container);
+  chart.setOption(baseOption({
+    grid: { left: 64, right: 24, top: 24, bottom: body.labels.length > 6 ? 72 : 40 },
+    tooltip: {
+      trigger: "axis",
+      formatter: (items) => `${escapeHtml(items[0].name)}<br/>${escapeHtml(shortName(tag) || tag)}: <b>${escapeHtml(fmt(items[0].value))}</b>`,
+    },
+    xAxis: layerAxis(body.labels, hot),
+    yAxis: { type: "value", axisLabel: { formatter: (v) => fmt(v) } },
+    series: [{
+      type: "bar",
+      barMaxWidth: 36,
+      data: last.row.map((v, i) => ({
+        value: Number.isFinite(v) ? v : null,
+        itemStyle: { color: hot.has(body.labels[i]) ? COLORS.critical : ACCENT },
+      })),
+    }],
+  }));
+  spec.caption.textContent = `${shortName(tag) || tag} at step ${last.step}` + (hot.size ? "; red: layers named by the finding" : "");
 }
 
 async function drawScalar(entry, spec, tag, label) {

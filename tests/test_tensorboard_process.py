@@ -8,20 +8,17 @@ plateau data.
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import plugin_logdirs
 import pytest
+from tensorboard_server import TensorBoardProcess, get_json
 
 pytestmark = pytest.mark.slow
 
-STARTUP_TIMEOUT_S = 120  # TensorBoard with TensorFlow installed starts in ~5-20 s
+
 LONG_RUN = "long"
 LONG_RUN_STEPS = 400  # above both loaders' default retention (10 and 100 tensors)
 
@@ -45,77 +42,6 @@ def _write_long_run(path):
             summaries.write_scalar(metadata.BATCH_LOSS, 2.0 / (1 + 0.01 * step), step)
             summaries.write_vector(metadata.GRAD_NORM, [1e-3, 1e-1], ["a", "b"], step)
     writer.close()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.status, json.loads(response.read().decode("utf-8"))
-
-
-class TensorBoardProcess:
-    def __init__(self, logdir, extra_args):
-        self.port = _free_port()
-        self.base = "http://127.0.0.1:%d" % self.port
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.log = open(os.path.join(logdir, "..", "tensorboard-%d.log" % self.port), "w+")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tensorboard.main",
-                "--logdir",
-                logdir,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--reload_interval",
-                "2",
-            ]
-            + extra_args,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-    def wait_for(self, path, ready, timeout_s=STARTUP_TIMEOUT_S):
-        """Polls `path` until `ready(body)` holds; bounded by `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    "tensorboard exited with %s:\n%s" % (self.process.returncode, self.output())
-                )
-            try:
-                status, body = _get(self.base + path)
-                if status == 200 and ready(body):
-                    return body
-                last = body
-            except (urllib.error.URLError, ConnectionError, OSError, ValueError) as e:
-                last = e
-            time.sleep(0.5)
-        pytest.fail("timed out waiting for %s (last: %.300r)\n%s" % (path, last, self.output()))
-
-    def output(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-4000:]
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
-        self.log.close()
 
 
 @pytest.fixture(params=["default", "load_fast_false"], scope="module")
@@ -151,7 +77,7 @@ def test_tab_listed_and_diagnosis_served(tensorboard):
     )
     assert {e["run"] for e in body["runs"]} == set(plugin_logdirs.DIAGNOSABLE_RUNS + [LONG_RUN])
 
-    status, report = _get(
+    status, report = get_json(
         tensorboard.base + _query("/data/plugin/plateau/diagnosis", run=plugin_logdirs.BROKEN_RUN)
     )
     assert status == 200

@@ -1,0 +1,199 @@
+"""The Plateau tab in real headless Chromium, inside a real TensorBoard.
+
+Debian's `/usr/bin/chromium` driven by Playwright (never a downloaded
+browser). Screenshots go to `test-artifacts/` for a person to look at.
+"""
+
+import os
+
+import plugin_logdirs
+import pytest
+from tensorboard_server import TensorBoardProcess
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+ARTIFACTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts"
+)
+UI_TIMEOUT_MS = 30_000  # the first diagnosis of every run happens on the first /runs
+
+
+@pytest.fixture(scope="module")
+def tensorboard(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(
+            "Debian's chromium is not installed at %s (apt-get install chromium)" % CHROMIUM
+        )
+    logdir = plugin_logdirs.write_logdir(str(tmp_path_factory.mktemp("logdir")))
+    process = TensorBoardProcess(logdir, [])
+    process.wait_for(
+        "/data/plugin/plateau/runs",
+        lambda body: (
+            {e["run"] for e in body.get("runs", [])} >= set(plugin_logdirs.DIAGNOSABLE_RUNS)
+        ),
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Tab:
+    """The TensorBoard page and the Plateau tab's iframe inside it."""
+
+    def __init__(self, browser, tensorboard, width=1280, height=800):
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.dialogs = []
+        self.errors = []
+        self.page.on("dialog", self._on_dialog)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(tensorboard.base + "/", timeout=UI_TIMEOUT_MS)
+        tab = self.page.locator(".mat-mdc-tab", has_text="Plateau")
+        tab.wait_for(timeout=UI_TIMEOUT_MS)
+        tab.click()
+        self.page.wait_for_selector("iframe", timeout=UI_TIMEOUT_MS)
+        self.frame = self.page.frame_locator("iframe")
+        self.frame.locator(".pl-run").first.wait_for(timeout=UI_TIMEOUT_MS)
+
+    def _on_dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def run_button(self, run):
+        return self.frame.locator(".pl-run").filter(
+            has=self.frame.locator(".pl-run-name", has_text=run)
+        )
+
+    def select(self, run):
+        buttons = self.frame.locator(".pl-run")
+        for i in range(buttons.count()):
+            if buttons.nth(i).get_attribute("data-run") == run:
+                buttons.nth(i).click()
+                break
+        else:
+            raise AssertionError("run %r not in the list" % run)
+        self.frame.locator(".pl-run-header").wait_for(timeout=UI_TIMEOUT_MS)
+        self.page.wait_for_function(
+            "run => { const f = document.querySelector('iframe').contentDocument;"
+            " const h = f && f.querySelector('.pl-run-title');"
+            " return h && h.textContent === run; }",
+            arg=run,
+            timeout=UI_TIMEOUT_MS,
+        )
+
+    def screenshot(self, name):
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        path = os.path.join(ARTIFACTS, name)
+        self.page.screenshot(path=path)
+        return path
+
+    def close(self):
+        self.page.close()
+
+
+@pytest.fixture
+def tab(browser, tensorboard):
+    opened = Tab(browser, tensorboard)
+    yield opened
+    opened.close()
+
+
+def _wait_for_charts(tab, minimum):
+    tab.page.wait_for_function(
+        "n => { const d = document.querySelector('iframe').contentDocument;"
+        " return d && d.querySelectorAll('.pl-chart canvas').length >= n; }",
+        arg=minimum,
+        timeout=UI_TIMEOUT_MS,
+    )
+
+
+def test_broken_run_shows_finding_cards_and_charts(tab):
+    tab.select(plugin_logdirs.BROKEN_RUN)
+    cards = tab.frame.locator(".pl-card[data-cause]")
+    cards.first.wait_for(timeout=UI_TIMEOUT_MS)
+    assert cards.count() >= 1
+    assert cards.first.get_attribute("data-cause") in ("dead_relu", "zero_gradient")
+    assert tab.frame.locator(".pl-badge-critical").first.is_visible()
+    assert cards.first.locator(".pl-card-title").text_content().strip()
+    assert cards.first.locator(".pl-explanation").text_content().strip()
+    assert cards.first.locator(".pl-fix pre").count() >= 1
+    _wait_for_charts(tab, 3)
+    # Charts drew something: canvases with a real size.
+    sizes = tab.frame.locator(".pl-chart canvas").evaluate_all(
+        "cs => cs.map(c => [c.width, c.height])"
+    )
+    assert all(w > 100 and h > 100 for w, h in sizes), sizes
+    # The configuration record is a table.
+    assert tab.frame.locator(".pl-config table").count() >= 1
+    tab.screenshot("plateau-broken-run.png")
+    tab.frame.locator(".pl-main").evaluate("m => { m.scrollTop = m.scrollHeight / 3; }")
+    tab.screenshot("plateau-broken-run-scrolled.png")
+    assert tab.errors == []
+
+
+def test_diverging_run_marks_where_it_began(tab):
+    tab.select(plugin_logdirs.DIVERGING_RUN)
+    tab.frame.locator(".pl-card[data-cause]").first.wait_for(timeout=UI_TIMEOUT_MS)
+    causes = tab.frame.locator(".pl-card[data-cause]").evaluate_all(
+        "cards => cards.map(c => c.dataset.cause)"
+    )
+    assert "lr_too_high" in causes or "nonfinite" in causes, causes
+    _wait_for_charts(tab, 1)
+    tab.screenshot("plateau-diverging-run.png")
+    assert tab.errors == []
+
+
+def test_html_run_name_is_shown_as_text(tab):
+    name = tab.run_button(plugin_logdirs.XSS_RUN).locator(".pl-run-name")
+    assert name.text_content() == plugin_logdirs.XSS_RUN
+    tab.select(plugin_logdirs.XSS_RUN)
+    assert tab.frame.locator(".pl-run-title").text_content() == plugin_logdirs.XSS_RUN
+    assert tab.frame.locator("img").count() == 0
+    tab.page.wait_for_timeout(500)
+    tab.screenshot("plateau-html-run-name.png")
+    assert tab.dialogs == []
+    assert tab.errors == []
+
+
+def test_filter_and_selection_survive_reload(tab):
+    tab.select(plugin_logdirs.BROKEN_RUN)
+    tab.frame.locator(".pl-filter").fill("trained")
+    visible = tab.frame.locator(".pl-run").evaluate_all("bs => bs.map(b => b.dataset.run)")
+    assert visible and all("trained" in run for run in visible)
+    # TensorBoard's reload button tells the iframe; the tab refreshes in place.
+    tab.page.locator("button.reload-button").click()
+    tab.page.wait_for_timeout(1500)
+    selected = tab.frame.locator('.pl-run[aria-selected="true"]')
+    assert selected.get_attribute("data-run") == plugin_logdirs.BROKEN_RUN
+    assert tab.frame.locator(".pl-run-title").text_content() == plugin_logdirs.BROKEN_RUN
+    assert tab.frame.locator(".pl-filter").input_value() == "trained"
+
+
+def test_narrow_width_has_no_horizontal_scroll(browser, tensorboard):
+    narrow = Tab(browser, tensorboard, width=600, height=900)
+    try:
+        narrow.select(plugin_logdirs.BROKEN_RUN)
+        _wait_for_charts(narrow, 1)
+        overflow = narrow.page.evaluate(
+            "() => { const d = document.querySelector('iframe').contentDocument.documentElement;"
+            " return d.scrollWidth - d.clientWidth; }"
+        )
+        assert overflow <= 1
+        narrow.screenshot("plateau-narrow.png")
+    finally:
+        narrow.close()
