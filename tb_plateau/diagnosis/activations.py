@@ -1,5 +1,7 @@
 """Activations: dead ReLU units and saturated sigmoid/tanh units."""
 
+import warnings
+
 import numpy as np
 
 from tb_plateau import metadata
@@ -37,6 +39,13 @@ def _activation_table(ctx, vector_name):
     return series, [str(name).lower() for name in names]
 
 
+def _late_median(series):
+    """Per-layer median over the last third of the records (NaN where a layer has none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # layers of another family are all NaN
+        return np.nanmedian(series.values[_late_rows(series)], axis=0)
+
+
 def _late_rows(series):
     count = len(series)
     return slice(count - max(1, int(np.ceil(count * _LATE_SHARE))), count)
@@ -58,7 +67,7 @@ def detect_dead_relu(ctx):
     series, names = _activation_table(ctx, metadata.ACT_DEAD_FRACTION)
     if series is None:
         return None
-    late = np.nanmedian(series.values[_late_rows(series)], axis=0)
+    late = _late_median(series)
     flagged = [
         i
         for i, name in enumerate(names)
@@ -115,7 +124,7 @@ def detect_saturated_activations(ctx):
     if series is None:
         return None
     output_name = _output_layer_name(ctx, series)
-    late = np.nanmedian(series.values[_late_rows(series)], axis=0)
+    late = _late_median(series)
     # A saturated output layer means confident predictions, which is what
     # training aims for; only hidden layers lose their gradient to it.
     flagged = [
