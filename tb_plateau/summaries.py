@@ -8,13 +8,12 @@ Three levels:
 
 How the callback sees gradients: Keras 3 callbacks see neither the batch nor
 the gradients, so at `on_train_begin` the callback wraps, on this model
-instance only, `compute_loss`, the optimizer's `apply` and the `call` of each
-layer with an activation, then re-traces the train function. Inside the traced
-step, on recorded steps only (a `tf.cond` on a flag the callback sets), the
-wraps reduce the real batch's loss, gradients and activations to a few
-numbers each and store them in variables; the callback reads those after the
-step and writes them. Steps that are not recorded pay one `tf.cond` per
-wrapped function. The wraps are removed at `on_train_end`.
+instance only, `train_step`, `compute_loss`, the optimizer's `apply` and the
+`call` of each layer with an activation, and traces a second train function
+through them: on the real batch it reduces the loss, gradients and
+activations to a few numbers each and stores them in variables. The recorded
+steps run that function; every other step runs Keras' own, unchanged. The
+wraps are removed at `on_train_end`.
 """
 
 import atexit
@@ -25,11 +24,13 @@ import math
 import os
 import tempfile
 import threading
+import time
 import weakref
 
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.util import tensor_util
 
 from tb_plateau import metadata
 
@@ -647,7 +648,14 @@ def _check_every_n_steps(every_n_steps):
 
 
 class _RunWriter:
-    """Writes one run's records; flushes at the first non-finite value and on exit."""
+    """Writes one run's records; flushes at the first non-finite value and on exit.
+
+    Uses TensorBoard's own event file writer, which serializes on the host and
+    writes from a background thread: a record of a dozen summaries costs well
+    under a millisecond, against that many eager `tf.summary.write` ops. Each
+    record is one event; a tag's metadata (which names the layers) goes with
+    its first value only, as TensorBoard's readers take it from there.
+    """
 
     def __init__(self, log_dir):
         self.log_dir = log_dir
@@ -656,27 +664,66 @@ class _RunWriter:
         self._config_written = False
         self._nonfinite_flushed = False
         self._write_failed = False
+        self._tags_with_metadata = set()
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def _get_writer(self):
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self._writer = EventFileWriter(self.log_dir)
         return self._writer
+
+    def _value(self, name, array, data_class, **header):
+        value = summary_pb2.Summary.Value(
+            tag=metadata.tag(name), tensor=tensor_util.make_tensor_proto(array)
+        )
+        if value.tag not in self._tags_with_metadata:
+            self._tags_with_metadata.add(value.tag)
+            value.metadata.CopyFrom(metadata.create_summary_metadata(data_class, **header))
+        return value
+
+    def _scalar_value(self, name, number):
+        return self._value(
+            name, np.asarray(number, dtype=np.float32), summary_pb2.DATA_CLASS_SCALAR
+        )
+
+    def _vector_value(self, name, values, labels, extra):
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        if len(values) != len(labels):
+            raise ValueError("%d values for %d labels" % (len(values), len(labels)))
+        return self._value(name, values, summary_pb2.DATA_CLASS_TENSOR, labels=labels, **extra)
+
+    def _config_value(self, config):
+        text = json.dumps(config, default=_json_default, allow_nan=True)
+        return self._value(
+            metadata.CONFIG,
+            np.array(text.encode("utf-8"), dtype=object),
+            summary_pb2.DATA_CLASS_TENSOR,
+        )
+
+    def _values(self, scalars, vectors, config):
+        # One statistic that cannot be serialized stops alone.
+        values = [self.guard.run(name, self._scalar_value, name, x) for name, x in scalars]
+        values += [self.guard.run(v[0], self._vector_value, *v) for v in vectors]
+        if config is not None:
+            values.append(self.guard.run(metadata.CONFIG, self._config_value, config))
+        return [v for v in values if v is not None]
 
     def write(self, step, scalars=(), vectors=(), config=None):
         """scalars: [(name, value)]; vectors: [(name, values, labels, extra)]."""
         if self._write_failed:
             return
+        if self._config_written:
+            config = None
         try:
-            writer = self._get_writer()
-            with writer.as_default(), tf.device("/cpu:0"):
-                for name, value in scalars:
-                    self.guard.run(name, write_scalar, name, value, step)
-                for name, values, labels, extra in vectors:
-                    self.guard.run(name, write_vector, name, values, labels, step, **extra)
-                if config is not None and not self._config_written:
-                    self._config_written = True
-                    self.guard.run(metadata.CONFIG, write_config, config, step)
+            values = self._values(scalars, vectors, config)
+            event = event_pb2.Event(
+                wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
+            )
+            self._get_writer().add_event(event)
+            if config is not None:
+                self._config_written = True
         except Exception as e:
             # A full or read-only disk: one warning, then recording stops.
             self._write_failed = True
@@ -716,26 +763,28 @@ def _flush_at_exit(ref):
         writer.flush()
 
 
-def _weights_stats(index):
-    """Per layer: [weight sum of squares, NaN/Inf weights]. Eager, on the host's copy."""
+def _read_weights(index):
+    return [np.asarray(v.numpy(), dtype=np.float64) for v in index.variables]
+
+
+def _weights_stats(index, weights):
+    """Per layer: [weight sum of squares, NaN/Inf weights]."""
     sumsq = np.zeros(len(index.layer_labels))
     nonfinite = np.zeros(len(index.layer_labels))
-    for v in index.variables:
+    for v, w in zip(index.variables, weights):
         i = index.var_layer[_var_key(v)]
-        w = np.asarray(v.numpy(), dtype=np.float64)
         finite = np.isfinite(w)
         nonfinite[i] += w.size - np.count_nonzero(finite)
         sumsq[i] += float(np.sum(np.square(w, where=finite, out=np.zeros_like(w))))
     return sumsq, nonfinite
 
 
-def _update_ratio(index, before):
+def _update_ratio(index, before, after):
     """Per layer ||W_after - W_before|| / ||W_before|| over one step."""
     delta = np.zeros(len(index.layer_labels))
     base = np.zeros(len(index.layer_labels))
-    for v, w0 in zip(index.variables, before):
+    for v, w0, w1 in zip(index.variables, before, after):
         i = index.var_layer[_var_key(v)]
-        w1 = np.asarray(v.numpy(), dtype=np.float64)
         delta[i] += float(np.sum(np.square(w1 - w0)))
         base[i] += float(np.sum(np.square(w0)))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -790,11 +839,13 @@ def _data_summary(
 class _Hooks:
     """Wraps, on one model instance, the calls whose tensors the statistics need.
 
-    Two modes. In-step (PlateauCallback): inside the traced train step, each
-    wrap adds a `tf.cond` on the record flag whose true branch stores its
-    statistics in variables. Probe (Recorder): during an eager forward pass
-    the activation wraps put their statistics in a dict. Outside these the
-    wraps add nothing to the graph.
+    Two modes. In-step (PlateauCallback): while the recording train function
+    is traced, the forward pass and compute_loss note their tensors and the
+    optimizer's `apply` reduces them, with the gradients, to a few numbers
+    that it stores in variables. Probe (Recorder): during an eager forward
+    pass the activation wraps put their statistics in a dict. Anywhere else
+    (the plain train function, evaluation, prediction) the wraps add nothing
+    to the graph.
     """
 
     def __init__(self, index, guard):
@@ -804,6 +855,8 @@ class _Hooks:
         self._restore = []
         self.vars = None  # _StepVariables, in-step mode only
         self.missing = [0.0] * len(index.layer_labels)
+        self.loss_scaled = False
+        self.stored = set()  # what the recording step stores, known once traced
 
     # -- installing
 
@@ -841,22 +894,28 @@ class _Hooks:
         original_compute_loss = model.compute_loss
 
         def train_step(*args, **kwargs):
+            # Thread-local: MirroredStrategy traces each replica in a thread.
             self.local.in_train = True
-            self.local.pending_activations = []
+            self.local.activations = {}
+            self.local.loss = None
             try:
                 return original_train_step(*args, **kwargs)
             finally:
                 self.local.in_train = False
-                self.local.record = None
-                self.local.pending_activations = []
+                self.local.activations = {}
+                self.local.loss = None
 
         def compute_loss(*args, **kwargs):
             loss = original_compute_loss(*args, **kwargs)
-            if getattr(self.local, "in_train", False):
+            if getattr(self.local, "in_train", False) and kwargs.get("training", True):
                 bound = dict(zip(("x", "y", "y_pred", "sample_weight"), args))
-                bound.update({k: v for k, v in kwargs.items() if k != "training"})
-                if kwargs.get("training", True):
-                    self.guard.run("loss", self._on_loss, bound, loss)
+                bound.update(kwargs)
+                self.local.loss = (
+                    loss,
+                    _flat_tensors(bound.get("x")),
+                    _flat_tensors(bound.get("y")),
+                    _flat_tensors(bound.get("y_pred")),
+                )
             return loss
 
         functools.update_wrapper(train_step, original_train_step)
@@ -865,29 +924,22 @@ class _Hooks:
         self._patch(model, "compute_loss", compute_loss)
 
         optimizer = model.optimizer
-        while hasattr(optimizer, "inner_optimizer"):
-            # Below a LossScaleOptimizer: unscaled gradients, and only those
-            # it applies (it skips the steps whose scaled gradients overflow).
-            optimizer = optimizer.inner_optimizer
+        # A LossScaleOptimizer's apply gets scaled gradients, on every step
+        # (its inner optimizer's only on the steps it does not skip).
+        self.loss_scaled = hasattr(optimizer, "inner_optimizer")
         original_apply = optimizer.apply
 
         def apply(grads, trainable_variables=None):
             variables = trainable_variables
             if variables is None:
                 variables = getattr(optimizer, "_trainable_variables", None) or []
-            self.guard.run("gradients", self._on_gradients, list(grads), list(variables))
+            self.guard.run("gradients", self._on_step, optimizer, list(grads), list(variables))
             return original_apply(grads, trainable_variables)
 
         functools.update_wrapper(apply, original_apply)
         self._patch(optimizer, "apply", apply)
 
     # -- the statistics
-
-    def _record_condition(self):
-        record = getattr(self.local, "record", None)
-        if record is None:
-            record = self.vars.flag.read_value()
-        return record
 
     def _on_activation(self, i, layer, activation, output):
         if "activations" in self.guard.disabled:
@@ -902,92 +954,82 @@ class _Hooks:
                 "activations", lambda: _activation_stats(tensor, activation, axis).numpy()
             )
             return
-        if not getattr(self.local, "in_train", False) or self.vars is None:
-            return
-        # Stored by the step's one `tf.cond` (in compute_loss, else in apply).
-        self.local.pending_activations.append((i, layer, activation, tensor))
+        if getattr(self.local, "in_train", False) and self.vars is not None:
+            self.local.activations[i] = (layer, activation, tensor)
 
-    def _store_activations(self):
-        pending = getattr(self.local, "pending_activations", None) or []
-        self.local.pending_activations = []
-        if "activations" in self.guard.disabled:
+    def _on_step(self, optimizer, grads, variables):
+        """Stores the step's statistics (traced into the recording function only)."""
+        if self.vars is None or not getattr(self.local, "in_train", False):
             return
-        for i, layer, activation, tensor in pending:
-            axis = _unit_axis(layer, tensor.shape.rank or 0)
-            stats = _activation_stats(tf.stop_gradient(tensor), activation, axis)
-            self.vars.activations[i].assign(stats * self.vars.replica_weights_act)
-
-    def _on_loss(self, bound, loss):
-        x, y, y_pred = bound.get("x"), bound.get("y"), bound.get("y_pred")
-        loss_value = tf.reduce_mean(_float32(loss))
+        per_layer, missing = self.index.group_grads(grads, variables)
+        self.missing = missing
         replicas = float(self.vars.replicas)
-        xs = _flat_tensors(x)
-        ys = _flat_tensors(y)
-        preds = _flat_tensors(y_pred)
-        # Checked on every step (one reduction per input and label tensor), so
-        # that the first NaN/Inf is recorded at the step it appears.
-        inputs_nonfinite = _nonfinite_count(xs)
-        labels_nonfinite = _nonfinite_count(ys)
-        loss_nonfinite = _nonfinite_count([loss_value])
-        nonfinite = (inputs_nonfinite + labels_nonfinite + loss_nonfinite) > 0
-        triggered = tf.logical_and(self.vars.armed.read_value() > 0.5, nonfinite)
-        record = tf.logical_or(self.vars.flag.read_value(), triggered)
-        self.local.record = record
-        iteration = tf.cast(tf.convert_to_tensor(self.vars.iterations), tf.float32)
+        activations = dict(getattr(self.local, "activations", {}))
+        loss_info = getattr(self.local, "loss", None)
+        for name, present, store, args in (
+            ("activations", activations, self._store_activations, (activations,)),
+            ("gradients", per_layer, self._store_gradients, (optimizer, per_layer, replicas)),
+            ("loss", loss_info is not None, self._store_loss, (loss_info, replicas)),
+        ):
+            if present and name not in self.guard.disabled:
+                self.guard.run(name, store, *args)
+                if name not in self.guard.disabled:
+                    self.stored.add(name)
 
-        def store():
-            self.guard.run("activations", self._store_activations)
-            batch = tf.cast(tf.shape(xs[0])[0], tf.float32) if xs else tf.constant(0.0)
-            step_stats = tf.stack(
-                [loss_value, inputs_nonfinite, labels_nonfinite, loss_nonfinite, batch]
-            )
-            self.vars.step.assign(step_stats * replicas)
-            # The first NaN/Inf step stays in the variables (nothing else is
-            # stored until the host looks) and disarms this trigger.
-            self.vars.triggered.assign(tf.stack([tf.cast(triggered, tf.float32), iteration]))
-            self.vars.armed.assign(tf.where(triggered, 0.0, self.vars.armed.read_value()))
-            for out_var, pred in zip(self.vars.outputs, preds):
-                out_var.assign(_output_stats(tf.stop_gradient(pred)))
-            if len(xs) == len(self.vars.features):
-                for feature_var, tensor in zip(self.vars.features, xs):
-                    feature_var.assign(_feature_stats(tensor, feature_var.shape[0]))
-            if len(ys) == len(self.vars.label_summaries):
-                for summary_var, counts_var, tensor in zip(
-                    self.vars.label_summaries, self.vars.label_counts, ys
-                ):
-                    summary, counts = _label_stats(tensor, counts_var.shape[0])
-                    summary_var.assign(summary)
-                    counts_var.assign(counts * replicas)
+    def _store_activations(self, activations):
+        nan_row = tf.fill([len(_ACT_FIELDS)], float("nan"))
+        rows = []
+        for i in range(len(self.index.activation_layers)):
+            if i not in activations:
+                rows.append(nan_row)  # a layer this step did not call
+                continue
+            layer, activation, tensor = activations[i]
+            axis = _unit_axis(layer, tensor.shape.rank or 0)
+            rows.append(_activation_stats(tf.stop_gradient(tensor), activation, axis))
+        self.vars.activations.assign(tf.stack(rows) * self.vars.replica_weights_act)
 
+    def _store_gradients(self, optimizer, per_layer, replicas):
+        if self.loss_scaled:
+            scale = tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)
+            per_layer = [[_float32(g) / scale for g in grads] for grads in per_layer]
+        stats = tf.stack([_gradient_stats(g) for g in per_layer])
+        # Norms and NaN counts add up over replicas (each holds its share of
+        # the batch); zero counts are averaged.
+        self.vars.gradients.assign(stats * tf.constant([replicas, 1.0, replicas]))
+
+    def _store_loss(self, loss_info, replicas):
+        loss, xs, ys, preds = loss_info
+        loss_value = _float32(loss)
+        if loss_value.shape.rank != 0:
+            loss_value = tf.reduce_mean(loss_value)
+        batch = tf.cast(tf.shape(xs[0])[0], tf.float32) if xs else tf.constant(0.0)
+        step_stats = tf.stack(
+            [
+                loss_value,
+                _nonfinite_count(xs),
+                _nonfinite_count(ys),
+                _nonfinite_count([loss_value]),
+                batch,
+            ]
+        )
+        self.vars.step.assign(step_stats * replicas)
+        if len(preds) == self.vars.outputs.shape[0]:
+            self.vars.outputs.assign(tf.stack([_output_stats(tf.stop_gradient(p)) for p in preds]))
+        if len(xs) == len(self.vars.features):
+            for feature_var, tensor in zip(self.vars.features, xs):
+                feature_var.assign(_feature_stats(tensor, feature_var.shape[0]))
+        if len(ys) == len(self.vars.label_counts):
+            summaries = []
+            for counts_var, tensor in zip(self.vars.label_counts, ys):
+                summary, counts = _label_stats(tensor, counts_var.shape[0])
+                summaries.append(summary)
+                counts_var.assign(counts * replicas)
+            self.vars.label_summaries.assign(tf.stack(summaries))
         self.vars.shapes = {
             "x_dtypes": [t.dtype.name for t in xs],
             "y_dtypes": [t.dtype.name for t in ys],
             "y_shapes": [[None if d is None else int(d) for d in t.shape] for t in ys],
         }
-        tf.cond(record, store, _noop)
-
-    def _on_gradients(self, grads, variables):
-        if self.vars is None:
-            return
-        per_layer, missing = self.index.group_grads(grads, variables)
-        self.missing = missing
-        replicas = float(self.vars.replicas)
-
-        def store():
-            if getattr(self.local, "pending_activations", None):
-                # A train_step that did not call compute_loss.
-                self.guard.run("activations", self._store_activations)
-            stats = tf.stack([_gradient_stats(g) for g in per_layer])
-            # Norms and NaN counts add up over replicas (each holds its
-            # share of the batch); zero counts are averaged.
-            self.vars.gradients.assign(stats * tf.constant([replicas, 1.0, replicas]))
-
-        if per_layer:
-            tf.cond(self._record_condition(), store, _noop)
-
-
-def _noop():
-    return None
 
 
 def _is_finite_number(value):
@@ -1004,14 +1046,15 @@ class _StepVariables:
     Created under the model's distribution strategy as on-read variables: each
     replica writes its own copy without synchronization, and reading from the
     host averages them (the values that add up over replicas are stored
-    multiplied by the replica count).
+    multiplied by the replica count). Few variables, since each one is a
+    capture that every call of the train function passes.
     """
 
-    def __init__(self, index, strategy, input_info, output_units, iterations):
-        self.iterations = iterations
+    def __init__(self, index, strategy, input_info, output_units):
         self.replicas = strategy.num_replicas_in_sync
         self.replica_weights_act = tf.constant([1.0, 1.0, 1.0, 1.0, float(self.replicas)])
         self.shapes = {}
+        outputs = max(len(output_units), 1)
 
         def on_read(shape, name):
             return tf.Variable(
@@ -1023,43 +1066,29 @@ class _StepVariables:
             )
 
         with strategy.scope():
-            self.flag = tf.Variable(False, trainable=False, name="tb_plateau_record")
-            # Until the first NaN/Inf is recorded, one appearing records its
-            # step: [triggered (0/1), optimizer iteration at that step].
-            self.armed = on_read([], "armed")
-            self.triggered = on_read([2], "triggered")
             self.step = on_read([len(_STEP_FIELDS)], "step")
             self.gradients = on_read([max(len(index.layer_labels), 1), 3], "gradients")
-            self.activations = [
-                on_read([len(_ACT_FIELDS)], "act_%d" % i)
-                for i in range(len(index.activation_layers))
-            ]
-            self.outputs = [
-                on_read([len(_OUTPUT_FIELDS)], "output_%d" % i) for i in range(len(output_units))
-            ]
+            self.activations = on_read(
+                [max(len(index.activation_layers), 1), len(_ACT_FIELDS)], "activations"
+            )
+            self.outputs = on_read([outputs, len(_OUTPUT_FIELDS)], "outputs")
             self.features = [
                 on_read([features, len(_FEATURE_FIELDS)], "features_%d" % i)
                 for i, (_, features) in enumerate(input_info)
             ]
-            self.label_summaries = [
-                on_read([len(_LABEL_FIELDS)], "labels_%d" % i) for i in range(len(output_units))
-            ]
+            self.label_summaries = on_read([outputs, len(_LABEL_FIELDS)], "labels")
             self.label_counts = [
                 on_read([_class_slots(units)], "classes_%d" % i)
                 for i, units in enumerate(output_units)
             ]
 
-    def reset(self):
-        nan = float("nan")
-        for v in [self.step, self.gradients, *self.activations, *self.outputs]:
-            v.assign(tf.fill(v.shape, nan))
-
     def read(self):
+        activations = self.activations.numpy()
         return {
             "step": self.step.numpy(),
             "gradients": self.gradients.numpy(),
-            "activations": [v.numpy() for v in self.activations],
-            "outputs": [v.numpy() for v in self.outputs],
+            "activations": list(activations),
+            "outputs": list(self.outputs.numpy()),
         }
 
 
@@ -1090,6 +1119,7 @@ def _record_vectors(
     output_names=(),
     update_ratio=None,
     step_nonfinite=(0.0, 0.0, 0.0),
+    weights=None,
 ):
     """The vectors of one record, and the NaN/Inf totals per source.
 
@@ -1097,13 +1127,16 @@ def _record_vectors(
     activations: per activation layer a [5] array or None.
     outputs: per output a [6] array.
     step_nonfinite: NaN/Inf counts in inputs, labels and loss.
+    weights: the trainable variables' values, in index order, or None.
     """
     labels = index.layer_labels
     vectors = []
-    weights = guard.run("weights", _weights_stats, index)
-    weights_nonfinite_total = 0.0
+    stats = None
     if weights is not None:
-        weights_sumsq, weights_nonfinite = weights
+        stats = guard.run("weights", _weights_stats, index, weights)
+    weights_nonfinite_total = 0.0
+    if stats is not None:
+        weights_sumsq, weights_nonfinite = stats
         vectors.append((metadata.WEIGHT_NORM, np.sqrt(weights_sumsq), labels, {}))
         vectors.append((metadata.WEIGHT_NONFINITE, weights_nonfinite, labels, {}))
         weights_nonfinite_total = float(np.sum(weights_nonfinite))
@@ -1226,9 +1259,10 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._vars = None
         self._index = None
         self._step = 0
-        self._recording = False
         self._weights_before = None
         self._nonfinite_seen = False
+        self._last_recorded_step = None
+        self._record_next = False
         self._config = None
         self._output_names = []
         self._input_info = []
@@ -1242,17 +1276,21 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._run is None:
             self._run = _RunWriter(self.log_dir)
+        self._sync_step()
+        if self.model.built and self.model.trainable_variables:
+            self._try_setup()
+        else:
+            # A subclassed model creates its variables in its first step:
+            # until then there is nothing to watch.
+            self._wrap_first_step(self.model)
+
+    def _sync_step(self):
         try:
             self._step = int(self.model.optimizer.iterations.numpy())
         except Exception:
             self._step = 0
-        self._try_setup()
 
     def _try_setup(self):
-        # A subclassed model creates its variables in its first step: until
-        # then there is nothing to watch, and setup waits for that step's end.
-        if not self.model.built or not self.model.trainable_variables:
-            return
         self._run.guard.run("setup", self._setup)
         if "setup" in self._run.guard.disabled:
             self._guard().run("teardown", self._teardown)
@@ -1263,35 +1301,61 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._output_names, output_units = _output_info(model)
         self._input_info = _input_info(model)
         strategy = model.distribute_strategy
-        self._vars = _StepVariables(
-            self._index, strategy, self._input_info, output_units, model.optimizer.iterations
-        )
-        self._vars.reset()
-        self._vars.armed.assign(1.0)
+        self._vars = _StepVariables(self._index, strategy, self._input_info, output_units)
         self._hooks = _Hooks(self._index, self._run.guard)
         self._hooks.vars = self._vars
         self._hooks.install_activations()
+        if not model.optimizer.built:
+            # Its state (a LossScaleOptimizer's scale) must exist before the
+            # step is traced; fit would build it on the first step anyway.
+            model.optimizer.build(model.trainable_variables)
+        plain = model.train_function or model.make_train_function() or model.train_function
         self._hooks.install_train_step(model)
         self._config = _static_config(model, self._index, self.every_n_steps, "PlateauCallback")
         self._config["steps_per_epoch"] = (self.params or {}).get("steps")
         self._config["epochs"] = (self.params or {}).get("epochs")
         model.make_train_function(force=True)
-        self._wrap_train_function(model)
+        recording = model.train_function
+        self._wrap_train_function(model, plain, recording)
 
-    def _wrap_train_function(self, model):
+    # Two train functions: Keras' own for the steps that are not recorded (they
+    # pay nothing), and one traced through the wraps, which stores the step's
+    # statistics, for the recorded steps. The choice is made in a wrap of
+    # `model.train_function`, not in on_train_batch_begin: a batch hook makes
+    # Keras convert every step's logs synchronously.
+
+    def _wrap_first_step(self, model):
         train_function = model.train_function
-        callback = self
 
-        def guarded(*args, **kwargs):
+        def first_step(*args, **kwargs):
+            logs = train_function(*args, **kwargs)
+            model.train_function = train_function
+            self._sync_step()
+            if model.trainable_variables:
+                self._try_setup()
+            return logs
+
+        model.train_function = first_step
+
+    def _wrap_train_function(self, model, plain, recording):
+        steps_per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
+
+        def train_function(*args, **kwargs):
+            step = self._step
+            record = self._before_step(step)
             try:
-                return train_function(*args, **kwargs)
+                logs = (recording if record else plain)(*args, **kwargs)
             except BaseException:
                 # The run crashed or was interrupted: keep what was recorded.
-                callback._write_pending_nonfinite()
-                callback._run.flush()
+                self._run.flush()
                 raise
+            self._step += steps_per_call
+            if record:
+                self._last_recorded_step = step + steps_per_call - 1
+                self._guard().run("record", self._record, self._last_recorded_step, True)
+            return logs
 
-        model.train_function = guarded
+        model.train_function = train_function
 
     def _teardown(self):
         if self._hooks is not None:
@@ -1300,76 +1364,71 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             # The traced function holds the wraps: let the next fit trace anew.
             self.model.train_function = None
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._batch_begin = batch
-        if self._vars is None or "setup" in self._guard().disabled:
-            return
-        due = self._step % self.every_n_steps == 0 or not self._run._config_written
-        if due:
-            # A NaN/Inf in the inputs or labels that left the loss finite
-            # was kept by the step it appeared in: write it before this record.
-            self._write_pending_nonfinite()
-            self._recording = True
-            self._guard().run("flag", self._vars.flag.assign, True)
-            self._weights_before = self._guard().run(
-                "update_ratio", lambda: [np.array(v.numpy()) for v in self._index.variables]
-            )
+    def _before_step(self, step):
+        due = step % self.every_n_steps == 0 or not self._run._config_written
+        if not (due or self._record_next):
+            return False
+        self._record_next = False
+        self._weights_before = self._guard().run("update_ratio", _read_weights, self._index)
+        return True
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step
-        self._step += max(1, batch - getattr(self, "_batch_begin", batch) + 1)
-        if self._vars is None and "setup" not in self._guard().disabled:
-            self._try_setup()
+        # Keras hands callbacks the logs already converted to floats: reading
+        # the loss here costs nothing, in the wrap it would cost a sync.
+        if self._vars is None or self._nonfinite_seen:
             return
-        if self._vars is None or "setup" in self._guard().disabled:
-            return
-        if not self._nonfinite_seen and not _is_finite_number((logs or {}).get("loss")):
-            # The first non-finite loss: its step stored everything; write now.
-            self._write_pending_nonfinite()
-        if self._recording:
-            self._guard().run("record", self._record, step)
-            self._recording = False
-            self._guard().run("flag", self._vars.flag.assign, False)
+        if not _is_finite_number((logs or {}).get("loss")):
+            # Keras' loss is the epoch's running mean: this is the step the
+            # first NaN/Inf loss appeared in. Mark it with what the host can
+            # see (the weights it left), flush, and record the next step whole.
+            self._nonfinite_seen = True
+            step = self._step - 1
+            if step != self._last_recorded_step:
+                self._guard().run("nonfinite", self._record_nonfinite_step, step)
+                self._record_next = True
+            self._run.note_nonfinite()
 
-    def _write_pending_nonfinite(self):
-        if self._nonfinite_seen:
-            return
-        triggered = self._guard().run("nonfinite", self._vars.triggered.numpy)
-        if triggered is None or not triggered[0] > 0:
-            return
-        self._nonfinite_seen = True
-        self._guard().run("record", self._record, int(round(float(triggered[1]))))
-        self._run.note_nonfinite()
+    def _record_nonfinite_step(self, step):
+        weights = self._guard().run("weights", _read_weights, self._index)
+        vectors, _ = _record_vectors(self._index, self._guard(), weights=weights)
+        unknown = float("nan")
+        nonfinite = [unknown, unknown, 1.0, unknown, unknown, unknown]
+        for name, values, *_ in vectors:
+            if name == metadata.WEIGHT_NONFINITE:
+                nonfinite[4] = float(np.sum(values))
+        vectors = [v for v in vectors if v[0] != metadata.NONFINITE]
+        vectors.append((metadata.NONFINITE, nonfinite, list(metadata.NUMERICS_SOURCES), {}))
+        self._run.write(step, scalars=[(metadata.BATCH_LOSS, float("nan"))], vectors=vectors)
 
-    def _record(self, step):
+    def _record(self, step, scheduled):
         guard = self._guard()
         values = self._vars.read()
-        # What the step did not store (a custom train_step that skips
-        # compute_loss, a statistic switched off) reads NaN and is not written.
-        guard.run("reset", self._vars.reset)
+        # What the recording step did not store (a custom train_step that
+        # skips compute_loss, a statistic switched off) is not written.
+        stored = self._hooks.stored if self._hooks else set()
         step_stats = values["step"]
-        loss_seen = "loss" not in guard.disabled and not np.all(np.isnan(step_stats))
+        loss_seen = "loss" in stored and "loss" not in guard.disabled
         gradients = values["gradients"]
-        if "gradients" in guard.disabled or np.all(np.isnan(gradients)):
+        if "gradients" not in stored or "gradients" in guard.disabled:
             gradients = None
         activations = None
-        if "activations" not in guard.disabled:
-            activations = [None if np.all(np.isnan(a)) else a for a in values["activations"]]
-            if all(a is None for a in activations):
-                activations = None
+        if "activations" in stored and "activations" not in guard.disabled:
+            activations = values["activations"]
         scalars = [(metadata.BATCH_LOSS, step_stats[0])] if loss_seen else []
         lr = guard.run("learning_rate", _current_learning_rate, self.model.optimizer)
         if lr is not None:
             scalars.append((metadata.LEARNING_RATE, lr))
+        weights = guard.run("weights", _read_weights, self._index)
         update_ratio = None
-        if self._recording and self._weights_before is not None:
+        if scheduled and self._weights_before is not None and weights is not None:
             update_ratio = guard.run(
-                "update_ratio", _update_ratio, self._index, self._weights_before
+                "update_ratio", _update_ratio, self._index, self._weights_before, weights
             )
         self._weights_before = None
         vectors, _ = _record_vectors(
             self._index,
             guard,
+            weights=weights,
             gradients=gradients,
             missing=self._hooks.missing if self._hooks else None,
             activations=activations,
@@ -1393,7 +1452,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             self._index,
             self._input_info,
             [v.numpy() for v in self._vars.features],
-            [v.numpy() for v in self._vars.label_summaries],
+            list(self._vars.label_summaries.numpy()),
             [v.numpy() for v in self._vars.label_counts],
             shapes.get("x_dtypes", []),
             shapes.get("y_dtypes", []),
@@ -1403,8 +1462,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._run is None:
             return
-        if self._vars is not None:
-            self._write_pending_nonfinite()
+        self._sync_step()  # the last call of an epoch may run fewer steps
         scalars = []
         for key, value in (logs or {}).items():
             try:
@@ -1417,8 +1475,6 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._run is None:
             return
-        if self._vars is not None:
-            self._write_pending_nonfinite()
         self._guard().run("teardown", self._teardown)
         self._run.flush()
 
@@ -1580,9 +1636,11 @@ class Recorder:
         scalars = [(metadata.BATCH_LOSS, loss_value)]
         if learning_rate is not None:
             scalars.append((metadata.LEARNING_RATE, float(learning_rate)))
+        weights = guard.run("weights", _read_weights, index)
         vectors, _ = _record_vectors(
             index,
             guard,
+            weights=weights,
             gradients=gradients,
             missing=missing,
             activations=activations,
@@ -1595,9 +1653,7 @@ class Recorder:
             config = guard.run("config", self._config, step, xs, ys, y_pred)
         self._run.write(step, scalars=scalars, vectors=vectors, config=config)
         if due:
-            self._weights_after_record = guard.run(
-                "update_ratio", lambda: [np.array(v.numpy()) for v in index.variables]
-            )
+            self._weights_after_record = weights
             self._record_step = step
 
     def _probe(self, x):
@@ -1614,7 +1670,10 @@ class Recorder:
         self._record_step = None
         if before is None:
             return
-        ratio = self._run.guard.run("update_ratio", _update_ratio, self._index, before)
+        after = self._run.guard.run("weights", _read_weights, self._index)
+        if after is None:
+            return
+        ratio = self._run.guard.run("update_ratio", _update_ratio, self._index, before, after)
         if ratio is not None:
             self._run.write(
                 step, vectors=[(metadata.UPDATE_RATIO, ratio, self._index.layer_labels, {})]

@@ -198,7 +198,7 @@ def test_learning_rate_schedule_is_recorded_as_used(tmp_path):
     np.testing.assert_allclose(lr.values, [0.1 * 0.5 ** (s + 1) for s in lr.steps], rtol=1e-5)
 
 
-def test_nonfinite_input_is_recorded_at_its_step(tmp_path):
+def test_nonfinite_inputs_are_counted_on_recorded_steps(tmp_path):
     x, y = _data()
     x[5 * BATCH + 3, 2] = np.nan  # batch 5 carries one NaN input; the loss stays finite
     model = _half_dead_mlp()
@@ -210,10 +210,11 @@ def test_nonfinite_input_is_recorded_at_its_step(tmp_path):
         epochs=1,
         shuffle=False,
         verbose=0,
-        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100)],
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=5)],
     )
     data = _read(tmp_path, "run")
     assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == [0, 5]
+    assert np.all(np.isfinite(data.scalars[metadata.BATCH_LOSS].values))
     nonfinite = data.vectors[metadata.NONFINITE]
     assert nonfinite.labels == list(metadata.NUMERICS_SOURCES)
     assert dict(zip(nonfinite.labels, nonfinite.values[1]))["inputs"] == 1
@@ -262,7 +263,10 @@ def test_first_nonfinite_loss_is_recorded_at_once_and_survives_a_crash(tmp_path)
     ]
     assert np.all(np.isfinite(losses[:-1])) and not np.isfinite(losses[-1])
     at_nan = dict(zip(metadata.NUMERICS_SOURCES, data.vectors[metadata.NONFINITE].values[1]))
-    assert at_nan["loss"] == 1 and at_nan["inputs"] == 0
+    assert at_nan["loss"] == 1
+    # The weights that step left, counted by the test itself.
+    own = sum(int(np.sum(~np.isfinite(w))) for w in replay.get_weights())
+    assert at_nan["weights"] == own
 
 
 def test_tanh_saturation_matches_own_forward_pass(tmp_path):
@@ -456,3 +460,25 @@ def test_a_failing_statistic_stops_alone_and_training_goes_on(tmp_path, monkeypa
     assert metadata.WEIGHT_NORM not in data.vectors
     assert len(data.vectors[metadata.GRAD_NORM]) == 8  # steps 0, 2, ..., 14
     assert len(data.scalars["epoch/loss"]) == 2
+
+
+def test_step_after_the_first_nonfinite_loss_is_recorded_whole(tmp_path):
+    x, _ = _data()
+    target = x @ np.arange(8, dtype="float32")[:, None]
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(10.0), "mse")
+    model.fit(
+        x,
+        target,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100)],
+    )
+    data = _read(tmp_path, "run")
+    first_nan = int(data.scalars[metadata.BATCH_LOSS].steps[1])
+    grad_norm = data.vectors[metadata.GRAD_NORM]
+    assert grad_norm.steps.tolist() == [0, first_nan + 1]
+    assert not np.all(np.isfinite(grad_norm.values[1]))
