@@ -50,7 +50,10 @@ ACT_NONFINITE = "act_nonfinite"
 # with "<output name>/" when the model has several outputs.
 OUTPUT_STATS = "output_stats"
 
-# Vector over NUMERICS_SOURCES: NaN/Inf counts at the recorded step.
+# Vector over NUMERICS_SOURCES: NaN/Inf counts at the recorded step. A NaN
+# entry means "not measured at this step" (the step of the first non-finite
+# loss, seen from the host between two recorded steps, knows only the loss and
+# the weights).
 NONFINITE = "nonfinite"
 NUMERICS_SOURCES = ("inputs", "labels", "loss", "gradients", "weights", "activations")
 

@@ -15,6 +15,9 @@ change the verdict.
 """
 
 import logging
+import warnings
+
+import numpy as np
 
 from tb_plateau.diagnosis import (
     activations,
@@ -65,6 +68,15 @@ NO_LOSS_NOTE = "No loss series found in this run (no scalar named like a loss)."
 
 
 def _run_detectors(ctx, notes):
+    # Statistics that do not apply are NaN by design (a dead fraction of a
+    # tanh layer, a layer not called at a step): numpy's warnings about
+    # all-NaN slices say nothing a user needs to see.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _run_each_detector(ctx, notes)
+
+
+def _run_each_detector(ctx, notes):
     findings = []
     for detector in DETECTORS:
         try:

@@ -20,8 +20,11 @@ _LAYER_VECTORS = (
 
 
 def _first_bad_record(series):
-    """(row index, counts at that row) of the first record with a NaN/Inf count > 0."""
-    bad = np.nan_to_num(series.values, nan=1.0, posinf=1.0) > 0
+    """(row index, counts at that row) of the first record with a NaN/Inf count > 0.
+
+    A count that is itself NaN was not measured at that step (see `metadata.NONFINITE`).
+    """
+    bad = np.nan_to_num(series.values, nan=0.0, posinf=1.0) > 0
     rows = np.flatnonzero(bad.any(axis=1))
     if not len(rows):
         return None, None
@@ -38,8 +41,9 @@ def _source_at_first_step(ctx):
         return None, None, None
     by_source = dict(zip(series.labels, counts))
     for source in _FLOW_ORDER:
-        if by_source.get(source, 0) > 0 or np.isnan(by_source.get(source, 0)):
+        if by_source.get(source, 0) > 0:
             return int(series.steps[row]), source, by_source[source]
+    counts = np.nan_to_num(counts, nan=0.0)
     return int(series.steps[row]), series.labels[int(np.argmax(counts))], float(np.max(counts))
 
 
@@ -51,7 +55,7 @@ def _first_layer_with_nonfinite(ctx, vector_name):
     row, counts = _first_bad_record(series)
     if row is None:
         return None, None, None
-    column = int(np.flatnonzero(np.nan_to_num(counts, nan=1.0) > 0)[0])
+    column = int(np.flatnonzero(np.nan_to_num(counts, nan=0.0) > 0)[0])
     return int(series.steps[row]), series.labels[column], float(counts[column])
 
 
