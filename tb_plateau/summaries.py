@@ -18,10 +18,12 @@ wraps are removed at `on_train_end`.
 
 import atexit
 import functools
+import itertools
 import json
 import logging
 import math
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -669,9 +671,8 @@ class _RunWriter:
 
     def _get_writer(self):
         if self._writer is None:
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-            self._writer = EventFileWriter(self.log_dir)
+            self._writer = _EventFile(self.log_dir)
+            self._tags_with_metadata = set()  # each file names its tags' layers
         return self._writer
 
     def _value(self, name, array, data_class, **header):
@@ -721,7 +722,11 @@ class _RunWriter:
             event = event_pb2.Event(
                 wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
             )
-            self._get_writer().add_event(event)
+            writer = self._get_writer()
+            writer.add_event(event)
+            # Each record reaches the file at once (well under a millisecond
+            # every `every_n_steps` steps): a killed run loses nothing.
+            writer.flush()
             if config is not None:
                 self._config_written = True
         except Exception as e:
@@ -755,6 +760,42 @@ class _RunWriter:
             except Exception:
                 pass
             self._writer = None
+
+
+class _EventFile:
+    """One event file, written synchronously with TensorBoard's record writer.
+
+    Synchronous on purpose: an error (a full or read-only disk) surfaces in
+    the call that caused it, not as a traceback from a writer thread, and a
+    record is on disk when `flush` returns. Files are named as TensorBoard's
+    and TensorFlow's writers name theirs, so readers order them the same way.
+    """
+
+    _uid = itertools.count()
+
+    def __init__(self, log_dir):
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        tf.io.gfile.makedirs(log_dir)
+        name = "events.out.tfevents.%010d.%s.%s.%s.plateau" % (
+            time.time(),
+            socket.gethostname(),
+            os.getpid(),
+            next(self._uid),
+        )
+        self._file = tf.io.gfile.GFile(os.path.join(log_dir, name), "wb")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event):
+        self._records.write(event.SerializeToString())
+
+    def flush(self):
+        self._records.flush()
+
+    def close(self):
+        self._records.close()
 
 
 def _flush_at_exit(ref):
@@ -970,6 +1011,8 @@ class _Hooks:
             ("activations", activations, self._store_activations, (activations,)),
             ("gradients", per_layer, self._store_gradients, (optimizer, per_layer, replicas)),
             ("loss", loss_info is not None, self._store_loss, (loss_info, replicas)),
+            ("outputs", loss_info is not None, self._store_outputs, (loss_info,)),
+            ("data", loss_info is not None, self._store_data, (loss_info, replicas)),
         ):
             if present and name not in self.guard.disabled:
                 self.guard.run(name, store, *args)
@@ -998,7 +1041,7 @@ class _Hooks:
         self.vars.gradients.assign(stats * tf.constant([replicas, 1.0, replicas]))
 
     def _store_loss(self, loss_info, replicas):
-        loss, xs, ys, preds = loss_info
+        loss, xs, ys, _ = loss_info
         loss_value = _float32(loss)
         if loss_value.shape.rank != 0:
             loss_value = tf.reduce_mean(loss_value)
@@ -1013,8 +1056,18 @@ class _Hooks:
             ]
         )
         self.vars.step.assign(step_stats * replicas)
-        if len(preds) == self.vars.outputs.shape[0]:
-            self.vars.outputs.assign(tf.stack([_output_stats(tf.stop_gradient(p)) for p in preds]))
+
+    def _store_outputs(self, loss_info):
+        preds = loss_info[3]
+        if len(preds) != self.vars.outputs.shape[0]:
+            raise ValueError(
+                "%d model outputs, %d expected" % (len(preds), self.vars.outputs.shape[0])
+            )
+        self.vars.outputs.assign(tf.stack([_output_stats(tf.stop_gradient(p)) for p in preds]))
+
+    def _store_data(self, loss_info, replicas):
+        """Statistics of the batch's inputs and labels, for the configuration record."""
+        _, xs, ys, _ = loss_info
         if len(xs) == len(self.vars.features):
             for feature_var, tensor in zip(self.vars.features, xs):
                 feature_var.assign(_feature_stats(tensor, feature_var.shape[0]))
@@ -1293,7 +1346,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def _try_setup(self):
         self._run.guard.run("setup", self._setup)
         if "setup" in self._run.guard.disabled:
-            self._guard().run("teardown", self._teardown)
+            self._guard().run("teardown", self._teardown, True)
 
     def _setup(self):
         model = self.model
@@ -1357,11 +1410,16 @@ class PlateauCallback(tf.keras.callbacks.Callback):
 
         model.train_function = train_function
 
-    def _teardown(self):
+    def _teardown(self, during_fit=False):
         if self._hooks is not None:
             self._hooks.uninstall()
             self._hooks = None
-            # The traced function holds the wraps: let the next fit trace anew.
+        self._vars = None
+        if during_fit:
+            # Setup failed half-way: give fit a clean train function to go on with.
+            self.model.make_train_function(force=True)
+        else:
+            # The traced functions hold the wraps: let the next fit trace anew.
             self.model.train_function = None
 
     def _before_step(self, step):
@@ -1432,7 +1490,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             gradients=gradients,
             missing=self._hooks.missing if self._hooks else None,
             activations=activations,
-            outputs=values["outputs"] if loss_seen else None,
+            outputs=values["outputs"] if "outputs" in stored else None,
             output_names=self._output_names,
             update_ratio=update_ratio,
             step_nonfinite=step_stats[1:4] if loss_seen else (0.0, 0.0, 0.0),
@@ -1442,7 +1500,8 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             config = dict(self._config)
             batch = float(step_stats[4])
             config["batch_size"] = int(round(batch)) if math.isfinite(batch) else None
-            config["data"] = self._guard().run("data_summary", self._data_summary)
+            if "data" in stored:
+                config["data"] = self._guard().run("data_summary", self._data_summary)
             config["first_step"] = step
         self._run.write(step, scalars=scalars, vectors=vectors, config=config)
 
@@ -1476,7 +1535,8 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if self._run is None:
             return
         self._guard().run("teardown", self._teardown)
-        self._run.flush()
+        # Close the file (a later fit with this callback opens a new one).
+        self._run.close()
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,220 @@
+"""The recorder never harms the training it watches.
+
+Failures injected into each statistic, an interrupted training, a disk that
+fills up or turns read-only: the training goes on (or ends as the user made it
+end), with one clear warning, and what was recorded stays readable.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import keras
+import numpy as np
+import pytest
+
+from tb_plateau import metadata, rundata, summaries
+
+BATCH = 32
+
+_ACT_TAGS = {
+    metadata.ACT_MEAN,
+    metadata.ACT_STD,
+    metadata.ACT_DEAD_FRACTION,
+    metadata.ACT_SATURATED_FRACTION,
+    metadata.ACT_NONFINITE,
+}
+_GRAD_TAGS = {
+    metadata.GRAD_NORM,
+    metadata.GRAD_ZERO_COUNT,
+    metadata.GRAD_NONFINITE,
+    metadata.GRAD_MISSING,
+}
+_ALL_VECTORS = (
+    _ACT_TAGS
+    | _GRAD_TAGS
+    | {
+        metadata.WEIGHT_NORM,
+        metadata.WEIGHT_NONFINITE,
+        metadata.UPDATE_RATIO,
+        metadata.OUTPUT_STATS,
+        metadata.NONFINITE,
+    }
+)
+
+
+def _data(n=256):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int32")
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+# (function to break, the statistic that stops, vectors that go missing)
+_INJECTIONS = [
+    ("_activation_stats", "activations", _ACT_TAGS),
+    ("_gradient_stats", "gradients", _GRAD_TAGS),
+    ("_output_stats", "outputs", {metadata.OUTPUT_STATS}),
+    ("_feature_stats", "data", set()),
+    ("_label_stats", "data", set()),
+    ("_weights_stats", "weights", {metadata.WEIGHT_NORM, metadata.WEIGHT_NONFINITE}),
+    ("_update_ratio", "update_ratio", {metadata.UPDATE_RATIO}),
+    ("_current_learning_rate", "learning_rate", set()),
+    ("_describe_layers", "setup", _ALL_VECTORS),
+]
+
+
+@pytest.mark.parametrize("function, statistic, missing", _INJECTIONS, ids=lambda v: str(v))
+def test_a_failing_statistic_stops_alone(
+    tmp_path, monkeypatch, caplog, function, statistic, missing
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(summaries, function, broken)
+    x, y = _data()
+    model = _model()
+    with caplog.at_level(logging.WARNING, logger="tb_plateau"):
+        history = model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=2,
+            verbose=0,
+            callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=4)],
+        )
+    assert len(history.history["loss"]) == 2  # the training finished
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tb_plateau"]
+    assert len(warnings) == 1, warnings
+    assert "%r" % statistic in warnings[0] and "injected failure" in warnings[0]
+
+    data = rundata.read_logdir_run(str(tmp_path), "run")
+    assert set(data.vectors) == _ALL_VECTORS - missing
+    assert len(data.scalars["epoch/loss"]) == 2
+    if statistic == "setup":
+        return
+    assert len(data.scalars[metadata.BATCH_LOSS]) == 4  # steps 0, 4, 8, 12
+    assert (metadata.LEARNING_RATE in data.scalars) == (statistic != "learning_rate")
+    assert ("data" in data.config) == (statistic != "data")
+
+
+_INTERRUPTED_TRAINING = textwrap.dedent(
+    """
+    import os, signal, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import keras, numpy as np
+    from tb_plateau.summaries import PlateauCallback
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 37:
+                print("interrupting", flush=True)
+                os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C mid-epoch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(1e-5),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+              callbacks=[PlateauCallback(sys.argv[1], every_n_steps=5), CtrlC()])
+    """
+)
+
+
+def test_keyboard_interrupt_mid_epoch_leaves_a_diagnosable_run(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(_INTERRUPTED_TRAINING)
+    run_dir = tmp_path / "logs" / "interrupted"
+    result = subprocess.run(
+        [sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert "interrupting" in result.stdout
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
+    data = rundata.read_logdir_run(str(tmp_path / "logs"), "interrupted")
+    steps = data.scalars[metadata.BATCH_LOSS].steps.tolist()
+    assert steps == list(range(0, 36, 5))  # every record up to the interrupt, nothing after
+    assert data.config["batch_size"] == 32
+    cli = subprocess.run(
+        [sys.executable, "-m", "tb_plateau.cli", "diagnose", str(tmp_path / "logs"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads(cli.stdout)["runs"][0]
+    assert report["run"] == "interrupted"
+    # SGD at 1e-5 barely moves the weights: the diagnosis reads the partial run.
+    assert report["verdict"] != "healthy"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 128 KiB tmpfs, mounted for the test (needs root and mount rights)."""
+    mount_point = tmp_path / ("disk-" + uuid.uuid4().hex[:8])
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + mounted.stderr.strip())
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _wide_model():
+    """Records of a few KiB each: the 128 KiB disk fills within two epochs."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((64,))]
+        + [keras.layers.Dense(8, activation="relu", name="hidden_%d" % i) for i in range(40)]
+        + [keras.layers.Dense(2, name="head")]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 64)).astype("float32")
+    return model, x, (x[:, 0] > 0).astype("int32")
+
+
+def test_a_full_disk_gives_one_warning_and_training_goes_on(tiny_disk, caplog):
+    model, x, y = _wide_model()
+    callback = summaries.PlateauCallback(tiny_disk / "run", every_n_steps=1)
+    with caplog.at_level(logging.WARNING, logger="tb_plateau"):
+        history = model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tb_plateau"]
+    assert len(warnings) == 1, warnings
+    assert "cannot write" in warnings[0] and "No space left" in warnings[0]
+    # What was written before the disk filled is readable.
+    data = rundata.read_logdir_run(str(tiny_disk), "run")
+    assert data.config is not None and len(data.scalars[metadata.BATCH_LOSS]) >= 1
+
+
+def test_a_read_only_log_dir_is_refused_by_name(tiny_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    with pytest.raises(ValueError, match="log_dir .*run.* cannot be written.*Read-only"):
+        summaries.PlateauCallback(tiny_disk / "run")
