@@ -62,6 +62,7 @@ def read_run(logdir, run, run_names):
         validation = rundata.read_logdir_run(logdir, sibling)
         data.validation_scalars = validation.other_scalars
         data.problems.extend(validation.problems)
+        data.incomplete = data.incomplete or validation.incomplete
     return data
 
 
@@ -77,14 +78,7 @@ def diagnose_logdir(logdir, only_run=None):
         try:
             data = read_run(logdir, run, names)
         except Exception as e:  # one unreadable run must not hide the others
-            reports.append(
-                {
-                    "run": run,
-                    "verdict": diagnosis.HEALTHY,
-                    "findings": [],
-                    "notes": ["could not read this run: %s: %s" % (type(e).__name__, e)],
-                }
-            )
+            reports.append(diagnosis.unreadable_run_report(run, e))
             continue
         reports.append(diagnosis.run_report(data))
     return {"runs": reports}
@@ -104,9 +98,16 @@ def format_report(result, color=False):
         return "No runs found (no event files under this logdir)."
     lines = []
     for run in result["runs"]:
-        lines.append("%s  %s" % (_paint(run["verdict"].upper(), run["verdict"], color), run["run"]))
+        label, severity = run["verdict"].upper(), run["verdict"]
+        if run.get("incomplete") and severity == "healthy":
+            # Nothing found in part of the data is no clean bill of health.
+            label, severity = "INCOMPLETE", "warning"
+        lines.append("%s  %s" % (_paint(label, severity, color), run["run"]))
         if not run["findings"]:
-            lines.append("  No problem found.")
+            if run.get("incomplete"):
+                lines.append("  Not fully read: no problem found in what could be read.")
+            else:
+                lines.append("  No problem found.")
         for i, finding in enumerate(run["findings"], 1):
             head = "  %d. [%s] %s  (%s, confidence %.2f)" % (
                 i,
@@ -143,7 +144,10 @@ def _diagnose_command(args):
         print("tb-plateau diagnose: error: %s" % e, file=sys.stderr)
         return EXIT_BAD_ARGUMENT
     if args.json:
-        json.dump(result, sys.stdout, indent=1, allow_nan=True)
+        from tb_plateau import diagnosis
+
+        # Strict JSON: NaN/±Inf as strings, as the tab's JSON routes write them.
+        json.dump(diagnosis.json_ready(result), sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_report(result, color=_use_color(sys.stdout)))

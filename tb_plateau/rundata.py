@@ -9,6 +9,7 @@ numbers. Importable without TensorFlow.
 import dataclasses
 import json
 import os
+import struct
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -74,6 +75,10 @@ class RunData:
         "…/validation" run; else empty.
       problems: what could not be read, in plain words (a corrupt file, data
         from a newer version); the rest of the run is still here.
+      incomplete: True when data of this run exists but could not be read (a
+        corrupt record that stops TensorBoard's reader, plateau data from a
+        newer version, an unreadable run). The diagnosis then never calls the
+        run healthy: see `diagnosis.run_report`.
     """
 
     name: str
@@ -83,6 +88,7 @@ class RunData:
     other_scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
     validation_scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
     problems: List[str] = dataclasses.field(default_factory=list)
+    incomplete: bool = False
 
     @property
     def has_plateau_data(self):
@@ -171,11 +177,17 @@ def from_provider(data_provider, ctx, experiment_id, run):
     ).get(run, {})
 
     headers = {}
+    unreadable = {}  # error message -> tags: one note per kind of error
     for tag, time_series in list(plateau_scalars.items()) + list(plateau_tensors.items()):
         try:
             headers[tag] = metadata.parse_plugin_metadata(time_series.plugin_content)
         except metadata.MetadataError as e:
-            result.problems.append("%s: %s" % (tag, e))
+            unreadable.setdefault(str(e), []).append(tag)
+    for message, tags in unreadable.items():
+        shown = ", ".join(tags[:4]) + (", ..." if len(tags) > 4 else "")
+        what = tags[0] if len(tags) == 1 else "%d tags (%s)" % (len(tags), shown)
+        result.problems.append("%s: %s" % (what, message))
+        result.incomplete = True
 
     scalar_tags = [t for t in plateau_scalars if t in headers]
     if scalar_tags:
@@ -211,6 +223,7 @@ def from_provider(data_provider, ctx, experiment_id, run):
                     result.vectors[name] = _vector_from_data(datums, headers[tag])
                 except (TypeError, ValueError) as e:
                     result.problems.append("%s: unreadable values (%s)" % (tag, e))
+                    result.incomplete = True
 
     result.other_scalars = _read_other_scalars(data_provider, ctx, experiment_id, run)
     return result
@@ -286,4 +299,221 @@ def read_logdir_run(logdir, run):
     multiplexer.AddRun(path, run)
     multiplexer.Reload()
     data_provider = mux_provider.MultiplexerDataProvider(multiplexer, logdir)
-    return from_provider(data_provider, tb_context.RequestContext(), "", run)
+    data = from_provider(data_provider, tb_context.RequestContext(), "", run)
+    if "://" not in path:
+        problems, data_lost = scan_run_directory(path)
+        data.problems.extend(problems)
+        data.incomplete = data.incomplete or data_lost
+    return data
+
+
+# --------------------------------------------------------------------------
+# Record framing: what TensorBoard's readers do not say
+#
+# An event file is a sequence of records: uint64 length, uint32 masked CRC-32C
+# of the length, the serialized Event, uint32 masked CRC-32C of the Event.
+# TensorBoard's readers (Python and TensorFlow) stop reading a file at the
+# first record that fails a check and log it at debug level only: a truncated
+# last record is a training still writing (read on the next reload), but a
+# corrupt record in the middle silently hides every record after it. This scan
+# finds both, per file, so the CLI can say what is missing.
+
+_HEADER_BYTES = 12  # uint64 length + uint32 CRC of it
+_FOOTER_BYTES = 4  # uint32 CRC of the data
+# Records of equal length are checked together, this many at a time: bounds
+# the scan's memory to about CHUNK x record size.
+_CRC_CHUNK = 4096  # records
+# Fewer records of one length than this are checked one by one in Python:
+# a vectorized pass costs a numpy call per byte whatever the record count.
+_MIN_VECTORIZED = 16  # records
+
+
+@dataclasses.dataclass
+class FileScan:
+    """The record framing of one event file.
+
+    records: complete records whose checks pass, up to the first bad one.
+    problems: plain-text lines (empty for a sound file).
+    data_lost: True when complete records exist that TensorBoard will not read.
+    """
+
+    path: str
+    size: int
+    records: int = 0
+    problems: List[str] = dataclasses.field(default_factory=list)
+    data_lost: bool = False
+
+
+def _crc_table():
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    return np.array(pywrap_tensorflow.CRC_TABLE, dtype=np.uint32)
+
+
+def _mask(crc):
+    """TFRecord's CRC masking, vectorized over uint32 arrays."""
+    crc = crc.astype(np.uint64)
+    rotated = ((crc >> np.uint64(15)) | (crc << np.uint64(17))) & np.uint64(0xFFFFFFFF)
+    return ((rotated + np.uint64(0xA282EAD8)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def masked_crc32c_many(buffer, offsets, length):
+    """Masked CRC-32C of `buffer[o : o + length]` for each offset, as uint32.
+
+    All records in one pass: one numpy operation per byte position over all
+    records at once, instead of TensorBoard's pure-Python loop per byte.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if len(offsets) < _MIN_VECTORIZED or length == 0:
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+        with memoryview(buffer) as view:
+            return np.array(
+                [masked_crc32c(bytes(view[o : o + length])) for o in offsets], dtype=np.uint32
+            )
+    table = _crc_table()
+    result = np.empty(len(offsets), dtype=np.uint32)
+    for start in range(0, len(offsets), _CRC_CHUNK):
+        chunk = offsets[start : start + _CRC_CHUNK]
+        with memoryview(buffer) as view:
+            joined = b"".join([view[o : o + length] for o in chunk])
+        # Column j holds byte j of every record: contiguous for the loop below.
+        columns = np.frombuffer(joined, dtype=np.uint8).reshape(len(chunk), length).T.copy()
+        crc = np.full(len(chunk), 0xFFFFFFFF, dtype=np.uint32)
+        for column in columns:
+            crc = table[(crc ^ column) & 0xFF] ^ (crc >> 8)
+        result[start : start + len(chunk)] = _mask(crc ^ np.uint32(0xFFFFFFFF))
+    return result
+
+
+def _event_steps(buffer, offsets, lengths):
+    """(first, last) step of the Events at these offsets, or None if unparsable."""
+    from tensorboard.compat.proto import event_pb2
+
+    steps = []
+    for o, n in ((offsets[0], lengths[0]), (offsets[-1], lengths[-1])):
+        try:
+            steps.append(event_pb2.Event.FromString(bytes(buffer[o : o + n])).step)
+        except Exception:
+            return None
+    return steps[0], steps[1]
+
+
+def scan_event_file(path):
+    """Checks one event file's record framing and checksums (see above)."""
+    import mmap
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    name = os.path.basename(path)
+    size = os.path.getsize(path)
+    scan = FileScan(path=path, size=size)
+    if size == 0:
+        scan.problems.append("%s is empty (0 bytes): nothing to read" % name)
+        return scan
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+        offsets, lengths = [], []
+        pos = 0
+        bad_header_at = None
+        truncated_at = None
+        while pos < size:  # bounded: pos grows by at least 16 bytes per record
+            if size - pos < _HEADER_BYTES:
+                truncated_at = pos
+                break
+            header = buffer[pos : pos + 8]
+            (expected,) = struct.unpack_from("<I", buffer, pos + 8)
+            if masked_crc32c(header) != expected:
+                bad_header_at = pos
+                break
+            (length,) = struct.unpack("<Q", header)
+            if pos + _HEADER_BYTES + length + _FOOTER_BYTES > size:
+                truncated_at = pos
+                break
+            offsets.append(pos + _HEADER_BYTES)
+            lengths.append(length)
+            pos += _HEADER_BYTES + length + _FOOTER_BYTES
+        first_bad = _first_bad_data_crc(buffer, offsets, lengths)
+        if first_bad is not None:
+            after = len(offsets) - first_bad - 1
+            steps = (
+                _event_steps(buffer, offsets[first_bad + 1 :], lengths[first_bad + 1 :])
+                if after
+                else None
+            )
+            scan.records = first_bad
+            scan.data_lost = True
+            scan.problems.append(
+                "%s: record %d (byte %d) fails its checksum; TensorBoard stops reading this"
+                " file there, so the %d complete records after it%s are not shown"
+                % (
+                    name,
+                    first_bad,
+                    offsets[first_bad] - _HEADER_BYTES,
+                    after,
+                    " (steps %d to %d)" % steps if steps else "",
+                )
+            )
+            return scan
+        scan.records = len(offsets)
+        if bad_header_at is not None:
+            scan.data_lost = True
+            scan.problems.append(
+                "%s: the record at byte %d is corrupt (its length fails its checksum);"
+                " TensorBoard stops reading this file there, so its last %d bytes are not"
+                " shown" % (name, bad_header_at, size - bad_header_at)
+            )
+        elif truncated_at is not None:
+            scan.problems.append(
+                "%s: the last record is incomplete (%d of its bytes present): a training"
+                " still writing, or one that stopped mid-write; everything before it was"
+                " read" % (name, size - truncated_at)
+            )
+    return scan
+
+
+def _first_bad_data_crc(buffer, offsets, lengths):
+    """Index of the first record whose data checksum fails, or None."""
+    if not offsets:
+        return None
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    expected = np.frombuffer(
+        b"".join(buffer[o + n : o + n + _FOOTER_BYTES] for o, n in zip(offsets, lengths)),
+        dtype="<u4",
+    )
+    bad = np.zeros(len(offsets), dtype=bool)
+    for length in np.unique(lengths):
+        members = np.flatnonzero(lengths == length)
+        actual = masked_crc32c_many(buffer, offsets[members], int(length))
+        bad[members] = actual != expected[members]
+    hits = np.flatnonzero(bad)
+    return int(hits[0]) if len(hits) else None
+
+
+def scan_run_directory(run_dir):
+    """(problems, data_lost) over the event files TensorBoard reads for a run.
+
+    A run's files are the event files directly in its directory (deeper
+    directories are other runs), read in name order, as TensorBoard does.
+    """
+    from tensorboard.backend.event_processing import io_wrapper
+
+    problems = []
+    data_lost = False
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError as e:
+        return ["cannot list %s: %s" % (run_dir, e)], True
+    for name in names:
+        path = os.path.join(run_dir, name)
+        if not io_wrapper.IsSummaryEventsFile(path) or not os.path.isfile(path):
+            continue
+        try:
+            scan = scan_event_file(path)
+        except OSError as e:
+            problems.append("cannot read %s: %s" % (name, e))
+            data_lost = True
+            continue
+        problems.extend(scan.problems)
+        data_lost = data_lost or scan.data_lost
+    return problems, data_lost

@@ -10,8 +10,21 @@ diagnose` both call `diagnose` / `run_report`, so they never disagree.
 ``{"run", "verdict", "findings"}`` plus, only when there is something to say,
 ``"notes"``: a list of plain-text lines about what could not be diagnosed
 (unreadable parts of the run from `run_data.problems`, a run written without
-tb_plateau whose curves alone were read, a detector that failed). Notes never
-change the verdict.
+tb_plateau whose curves alone were read, a detector that failed).
+
+A run whose data could not all be read (`run_data.incomplete`: a corrupt
+record hides the rest of a file, plateau data from a newer version, an
+unreadable run) carries ``"incomplete": true`` and a first note saying so. Its
+verdict keeps the design's meaning, the worst severity among the findings on
+what was read, so that a non-healthy verdict always has a finding to show; but
+"healthy" with ``"incomplete": true`` is no clean bill of health, and readers
+(the CLI's text report, the tab) say "not fully read" instead of "no problem
+found". Other notes (a training still writing its last record, an empty
+file) do not mark a run incomplete.
+
+Numbers in a report may be NaN or ±Inf (evidence of a diverged run). Written
+as JSON they become the strings "NaN", "Infinity", "-Infinity", as TensorBoard's
+`http_util.Respond` writes them for the tab: see `json_ready`.
 """
 
 import logging
@@ -41,7 +54,9 @@ __all__ = [
     "WARNING",
     "Finding",
     "diagnose",
+    "json_ready",
     "run_report",
+    "unreadable_run_report",
 ]
 
 logger = logging.getLogger("tb_plateau")
@@ -65,6 +80,10 @@ NOT_RECORDED_NOTE = (
     " gradients, activations and the configuration."
 )
 NO_LOSS_NOTE = "No loss series found in this run (no scalar named like a loss)."
+INCOMPLETE_NOTE = (
+    "Part of this run could not be read (see the notes below), so it was not fully"
+    ' diagnosed; the verdict is at least "warning" until it can be read.'
+)
 
 
 def _run_detectors(ctx, notes):
@@ -111,7 +130,10 @@ def _diagnose(run_data):
     notes = list(run_data.problems)
     ctx = context.build(run_data)
     findings = ranking.rank(_merge_same_cause(_run_detectors(ctx, notes)))
-    if not ctx.recorded:
+    if run_data.incomplete:
+        notes.insert(0, INCOMPLETE_NOTE)
+    elif not ctx.recorded:
+        # (An incomplete run may have been recorded with tb_plateau, by a newer version.)
         notes.append(NOT_RECORDED_NOTE)
     if ctx.train is None:
         notes.append(NO_LOSS_NOTE)
@@ -141,6 +163,33 @@ def run_report(run_data):
         "verdict": verdict(findings),
         "findings": [finding.to_dict() for finding in findings],
     }
+    if run_data.incomplete:
+        report["incomplete"] = True
     if notes:
         report["notes"] = notes
     return report
+
+
+def unreadable_run_report(run, error):
+    """The report of a run that could not be read at all."""
+    return {
+        "run": run,
+        "verdict": HEALTHY,
+        "findings": [],
+        "incomplete": True,
+        "notes": [
+            INCOMPLETE_NOTE,
+            "could not read this run: %s: %s" % (type(error).__name__, error),
+        ],
+    }
+
+
+def json_ready(value):
+    """`value` with NaN/±Inf as "NaN"/"Infinity"/"-Infinity", ready for strict JSON.
+
+    The same mapping as TensorBoard's `http_util.Respond` (its
+    `json_util.Cleanse`), so the CLI's JSON equals the tab's.
+    """
+    from tensorboard.backend import json_util
+
+    return json_util.Cleanse(value)

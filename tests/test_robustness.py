@@ -1,0 +1,272 @@
+"""Bad and partial event files: every other run is diagnosed, the bad one says what is wrong.
+
+The bad files are made byte by byte from a real event file that a tiny Keras
+training with `PlateauCallback` wrote. Also pins what TensorBoard's own reader
+does with each (it stops silently at a corrupt record), since that is what the
+framing scan in `rundata` exists to report.
+"""
+
+import glob
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from tb_plateau import cli, diagnosis, metadata, rundata
+
+HEADER = 12  # uint64 length + uint32 masked CRC
+FOOTER = 4  # uint32 masked CRC of the data
+
+
+def _records(data):
+    """(offset of the record, length of its Event) for each record of an event file."""
+    out = []
+    pos = 0
+    while pos + HEADER <= len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        out.append((pos, length))
+        pos += HEADER + length + FOOTER
+    return out
+
+
+def _framed(event_bytes):
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    header = struct.pack("<Q", len(event_bytes))
+    return (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + event_bytes
+        + struct.pack("<I", masked_crc32c(event_bytes))
+    )
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A real run directory written by PlateauCallback (one event file)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    from tb_plateau.summaries import PlateauCallback
+
+    tf.get_logger().setLevel("ERROR")
+    tf.keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(256, 6)).astype("float32")
+    y = (x @ rng.normal(size=(6, 1))).astype("float32")
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(6,)),
+            tf.keras.layers.Dense(8, activation="relu", name="hidden"),
+            tf.keras.layers.Dense(1, name="head"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    run_dir = str(tmp_path_factory.mktemp("real") / "run")
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=3,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[PlateauCallback(run_dir, every_n_steps=1)],
+    )
+    (path,) = glob.glob(os.path.join(run_dir, "*tfevents*"))
+    return path
+
+
+def _place(logdir, run, name, data):
+    os.makedirs(os.path.join(logdir, run), exist_ok=True)
+    with open(os.path.join(logdir, run, name), "wb") as f:
+        f.write(data)
+
+
+@pytest.fixture(scope="module")
+def bad_logdir(real_run, tmp_path_factory):
+    """One run per kind of damage, next to an undamaged copy."""
+    logdir = str(tmp_path_factory.mktemp("bad"))
+    name = os.path.basename(real_run)
+    with open(real_run, "rb") as f:
+        data = f.read()
+    records = _records(data)
+    assert len(records) > 20
+    middle_offset, middle_length = records[len(records) // 2]
+
+    _place(logdir, "good", name, data)
+    # Training still writing: the last record cut half-way.
+    last_offset, last_length = records[-1]
+    _place(logdir, "truncated", name, data[: last_offset + HEADER + last_length // 2])
+    # A flipped byte in a record's Event: still parses, fails its checksum.
+    flipped = bytearray(data)
+    flipped[middle_offset + HEADER + middle_length - 3] ^= 0x40
+    _place(logdir, "corrupt_data", name, bytes(flipped))
+    # A flipped byte in a record's length: the framing after it is lost.
+    flipped = bytearray(data)
+    flipped[middle_offset + 1] ^= 0x01
+    _place(logdir, "corrupt_length", name, bytes(flipped))
+    # An empty file only.
+    _place(logdir, "empty", name, b"")
+    # An empty file next to a good one.
+    _place(logdir, "empty_and_good", "events.out.tfevents.0.empty", b"")
+    _place(logdir, "empty_and_good", name, data)
+    # Garbage that is not an event file at all, with the right name.
+    _place(logdir, "garbage", name, b"\x00not an event file" * 7)
+    # Every plateau header rewritten as written by a future version.
+    from tensorboard.compat.proto import event_pb2
+
+    newer = b""
+    for offset, length in records:
+        event = event_pb2.Event.FromString(data[offset + HEADER : offset + HEADER + length])
+        for value in event.summary.value:
+            content = value.metadata.plugin_data.content
+            if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME and content:
+                header = json.loads(content)
+                header["version"] = 99
+                value.metadata.plugin_data.content = json.dumps(header).encode()
+        newer += _framed(event.SerializeToString())
+    _place(logdir, "newer_version", name, newer)
+    # Restarted training appending to the same run: the same steps again, in a
+    # second file written later; the later records win.
+    _place(logdir, "restarted", name, data)
+    _place(logdir, "restarted", name.replace("tfevents.", "tfevents.9"), data)
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def reports(bad_logdir):
+    cli._avoid_tensorflow()
+    return {report["run"]: report for report in cli.diagnose_logdir(bad_logdir)["runs"]}
+
+
+def _notes(report):
+    return " | ".join(report.get("notes", []))
+
+
+def test_every_run_gets_a_report(reports):
+    assert set(reports) == {
+        "good",
+        "truncated",
+        "corrupt_data",
+        "corrupt_length",
+        "empty",
+        "empty_and_good",
+        "garbage",
+        "newer_version",
+        "restarted",
+    }
+    for report in reports.values():
+        assert report["verdict"] in ("healthy", "warning", "critical")
+
+
+def test_undamaged_runs_are_diagnosed_as_usual(reports):
+    good = reports["good"]
+    assert "incomplete" not in good and "notes" not in good
+    for run in ("empty_and_good", "restarted"):
+        assert reports[run]["verdict"] == good["verdict"]
+        assert reports[run]["findings"] == good["findings"]
+        assert "incomplete" not in reports[run]
+    assert "is empty (0 bytes)" in _notes(reports["empty_and_good"])
+
+
+def test_truncated_last_record_is_a_note_not_a_failure(reports):
+    report = reports["truncated"]
+    assert "the last record is incomplete" in _notes(report)
+    assert "incomplete" not in report  # a live training: nothing is lost yet
+
+
+def test_corrupt_record_says_what_tensorboard_will_not_show(reports, bad_logdir):
+    report = reports["corrupt_data"]
+    assert report["incomplete"] is True
+    assert "fails its checksum" in _notes(report)
+    assert "complete records after it (steps" in _notes(report)
+    assert report["notes"][0] == diagnosis.INCOMPLETE_NOTE
+
+    report = reports["corrupt_length"]
+    assert report["incomplete"] is True
+    assert "its length fails its checksum" in _notes(report)
+
+
+def test_tensorboards_reader_stops_silently_at_a_corrupt_record(bad_logdir):
+    """Why the scan exists: the reader yields fewer events and raises nothing."""
+    cli._avoid_tensorflow()
+    from tensorboard.backend.event_processing import event_file_loader
+
+    def count(run):
+        (path,) = glob.glob(os.path.join(bad_logdir, run, "*"))
+        return sum(1 for _ in event_file_loader.EventFileLoader(path).Load()), path
+
+    good, _ = count("good")
+    corrupt, path = count("corrupt_data")
+    assert corrupt < good
+    scan = rundata.scan_event_file(path)
+    assert scan.data_lost and scan.records == corrupt
+
+
+def test_empty_and_garbage_runs_do_not_crash(reports):
+    assert "is empty (0 bytes)" in _notes(reports["empty"])
+    assert "No loss series found" in _notes(reports["empty"])
+    garbage = reports["garbage"]
+    assert garbage["incomplete"] is True
+    assert "corrupt" in _notes(garbage)
+
+
+def test_newer_version_is_marked_incomplete(reports):
+    report = reports["newer_version"]
+    assert report["incomplete"] is True
+    # The verdict judges what was read (here: nothing), and is flagged as such.
+    assert report["verdict"] == "healthy" and report["findings"] == []
+    assert "newer tb_plateau" in _notes(report)
+    assert diagnosis.NOT_RECORDED_NOTE not in report["notes"]
+
+
+def test_cli_json_is_strict_and_text_report_is_honest(bad_logdir, capsys):
+    assert cli.main(["diagnose", bad_logdir, "--json"]) == 0
+    out = capsys.readouterr().out
+
+    def reject(constant):
+        raise AssertionError("bare %s in the JSON" % constant)
+
+    result = json.loads(out, parse_constant=reject)
+    assert len(result["runs"]) == 9
+    assert cli.main(["diagnose", bad_logdir]) == 0
+    text = capsys.readouterr().out
+    assert "INCOMPLETE  newer_version" in text and "HEALTHY  newer_version" not in text
+    assert "Not fully read" in text
+
+
+def test_sound_file_scans_clean(real_run):
+    scan = rundata.scan_event_file(real_run)
+    assert scan.problems == [] and not scan.data_lost
+    with open(real_run, "rb") as f:
+        assert scan.records == len(_records(f.read()))
+
+
+def test_vectorized_crc_matches_tensorboards(real_run):
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    rng = np.random.default_rng(0)
+    buffer = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    offsets = rng.integers(0, 4000, 40)
+    for length in (0, 1, 7, 100, 999):
+        got = rundata.masked_crc32c_many(buffer, offsets, length)
+        want = [masked_crc32c(buffer[o : o + length]) for o in offsets]
+        assert got.tolist() == want
+    # Below the vectorizing threshold too.
+    got = rundata.masked_crc32c_many(buffer, offsets[:3], 50)
+    assert got.tolist() == [masked_crc32c(buffer[o : o + 50]) for o in offsets[:3]]
+
+
+def test_scan_copes_with_a_file_that_grows_while_read(tmp_path, real_run):
+    run = tmp_path / "live"
+    run.mkdir()
+    shutil.copy(real_run, run / os.path.basename(real_run))
+    problems, lost = rundata.scan_run_directory(str(run))
+    assert problems == [] and not lost
+    with open(run / os.path.basename(real_run), "ab") as f:
+        f.write(b"\x10\x00")  # the first bytes of a record being written
+    problems, lost = rundata.scan_run_directory(str(run))
+    assert "the last record is incomplete" in problems[0] and not lost
