@@ -9,7 +9,7 @@
 import * as echarts from "./vendor/echarts.esm.min.js";
 
 const POLL_INTERVAL_MS = 15000; // how often the tab asks for new data
-const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2, healthy: 3 };
+const SEVERITY_ORDER = { critical: 0, warning: 1, incomplete: 2, info: 3, healthy: 4, error: 5 };
 const ACCENT = "#f57c00";
 const COLORS = {
   critical: "#c62828",
@@ -51,6 +51,18 @@ function el(tag, options = {}, children = []) {
   }
   for (const child of children) if (child) node.appendChild(child);
   return node;
+}
+
+// ECharts reads "{style|text}" in a label as rich text whatever its origin; a
+// zero-width space after each "{" keeps a layer named "{hot|x}" literal.
+function escapeRich(value) {
+  return String(value).replace(/\{/g, "{\u200b");
+}
+
+// An axis label: the layer name as text, in the "hot" style when the finding names it.
+function richLabel(name, hot, marker) {
+  const text = escapeRich(name);
+  return hot.has(name) && !/[{}|]/.test(name) ? `{hot|${marker}${text}}` : text;
 }
 
 function escapeHtml(value) {
@@ -97,7 +109,7 @@ async function fetchJson(url) {
 
 function runStamp(entry) {
   if (!entry) return null;
-  return [entry.max_step, entry.last_wall_time, entry.verdict, entry.findings_count].join("|");
+  return [entry.max_step, entry.last_wall_time, entry.verdict, entry.findings_count, problemsOf(entry).length].join("|");
 }
 
 function shortName(tag) {
@@ -161,7 +173,16 @@ function buildLayout() {
   state.dom = { filter, counts, list, main };
 }
 
+// A run that could not be fully read is never shown as "healthy".
+function shownVerdict(entry) {
+  if (!entry) return null;
+  if (entry.error && !entry.verdict) return "error";
+  if (entry.incomplete && (!entry.verdict || entry.verdict === "healthy")) return "incomplete";
+  return entry.verdict;
+}
+
 function badge(verdict) {
+  if (verdict === "incomplete") return el("span", { className: "pl-badge pl-badge-incomplete", text: "not fully read" });
   const kind = verdict || "pending";
   const label = verdict || "no verdict";
   return el("span", { className: `pl-badge pl-badge-${kind}`, text: label });
@@ -169,8 +190,8 @@ function badge(verdict) {
 
 function sortedRuns() {
   return [...state.runs].sort((a, b) => {
-    const sa = a.verdict in SEVERITY_ORDER ? SEVERITY_ORDER[a.verdict] : 4;
-    const sb = b.verdict in SEVERITY_ORDER ? SEVERITY_ORDER[b.verdict] : 4;
+    const sa = SEVERITY_ORDER[shownVerdict(a)] ?? 5;
+    const sb = SEVERITY_ORDER[shownVerdict(b)] ?? 5;
     return sa - sb || a.run.localeCompare(b.run);
   });
 }
@@ -193,13 +214,12 @@ function renderRunList() {
     }, [
       el("div", { className: "pl-run-line" }, [
         el("span", { className: "pl-run-name", text: entry.run }),
-        badge(entry.error && !entry.verdict ? "error" : entry.verdict),
+        entry.incomplete && shownVerdict(entry) !== "incomplete" ? badge("incomplete") : null,
+        badge(shownVerdict(entry)),
       ]),
       el("div", {
-        className: "pl-run-sub",
-        text: entry.error && !entry.verdict
-          ? entry.error
-          : entry.top_finding ? entry.top_finding.title : "No problems found",
+        className: problemsOf(entry).length ? "pl-run-sub pl-run-sub-problem" : "pl-run-sub",
+        text: runSubtitle(entry),
       }),
     ]);
     button.addEventListener("click", () => selectRun(entry.run));
@@ -211,13 +231,32 @@ function renderRunList() {
       text: state.runs.length ? "No run matches the filter." : "No runs yet.",
     }));
   }
-  const tally = { critical: 0, warning: 0, healthy: 0 };
-  for (const entry of state.runs) if (entry.verdict in tally) tally[entry.verdict] += 1;
+  const tally = { critical: 0, warning: 0, incomplete: 0, healthy: 0 };
+  for (const entry of state.runs) if (shownVerdict(entry) in tally) tally[shownVerdict(entry)] += 1;
   counts.replaceChildren(
     ...Object.entries(tally)
       .filter(([, n]) => n > 0)
-      .map(([verdict, n]) => el("span", { className: `pl-badge pl-badge-${verdict}`, text: `${n} ${verdict}` })),
+      .map(([verdict, n]) => el("span", {
+        className: `pl-badge pl-badge-${verdict}`,
+        text: `${n} ${verdict === "incomplete" ? "not fully read" : verdict}`,
+      })),
   );
+}
+
+// What could not be read or checked in a run (never a finding).
+function problemsOf(entry) {
+  return entry && Array.isArray(entry.problems) ? entry.problems : [];
+}
+
+// One line under a run's name: never "No problems found" for a run that
+// could not be fully read.
+function runSubtitle(entry) {
+  if (entry.error && !entry.verdict) return entry.error;
+  const problems = problemsOf(entry);
+  if (entry.top_finding) return entry.incomplete ? `${entry.top_finding.title} (not fully read)` : entry.top_finding.title;
+  if (entry.incomplete) return `Not fully read: ${problems[0] || "part of this run could not be read"}`;
+  if (problems.length) return `Note: ${problems[0]}`;
+  return "No problems found";
 }
 
 function selectRun(run) {
@@ -289,8 +328,21 @@ async function renderSelected() {
   state.seriesCache.clear();
   const content = el("div", { attrs: { "data-run": run } });
   content.appendChild(runHeader(entry, report));
-  if (error) content.appendChild(el("div", { className: "pl-error", text: error }));
-  const notes = report && Array.isArray(report.notes) ? report.notes : [];
+  if (error) content.appendChild(el("div", { className: "pl-error", attrs: { role: "alert" }, text: error }));
+  // What could not be read comes first and stands out; other notes follow.
+  const problems = problemsOf(entry).filter((p) => p !== error);
+  const incomplete = Boolean(entry.incomplete || (report && report.incomplete));
+  if (problems.length || incomplete) {
+    content.appendChild(el("section", { className: "pl-problems", attrs: { role: "alert" } }, [
+      el("h3", {
+        className: "pl-problems-title",
+        text: incomplete ? "Part of this run could not be read: the diagnosis covers only what was read" : "Read with problems",
+      }),
+      el("ul", {}, problems.map((problem) => el("li", { text: problem }))),
+    ]));
+  }
+  // From /runs: the report's notes less the problems above and their summary line.
+  const notes = Array.isArray(entry.notes) ? entry.notes : [];
   if (notes.length) {
     content.appendChild(el("ul", { className: "pl-notes" }, notes.map((note) => el("li", { text: note }))));
   }
@@ -299,7 +351,7 @@ async function renderSelected() {
   if (report) {
     const findings = report.findings || [];
     content.appendChild(el("h3", { className: "pl-section-title", text: findings.length ? "Findings, most likely cause first" : "Findings" }));
-    if (!findings.length) content.appendChild(healthyCard());
+    if (!findings.length) content.appendChild(incomplete || error ? partialCard() : healthyCard());
     findings.forEach((finding, index) => {
       const card = findingCard(finding, index);
       content.appendChild(card.node);
@@ -332,7 +384,7 @@ function runHeader(entry, report) {
   if (entry.validation_run) meta.push(`validation: ${entry.validation_run}`);
   return el("header", { className: "pl-run-header" }, [
     el("h2", { className: "pl-run-title", text: entry.run }),
-    badge(report ? report.verdict : entry.verdict),
+    badge(shownVerdict(report ? { ...entry, ...report, incomplete: entry.incomplete || report.incomplete } : entry)),
     el("span", { className: "pl-run-meta", text: meta.join(" · ") }),
   ]);
 }
@@ -342,6 +394,15 @@ function healthyCard() {
     el("div", { className: "pl-healthy-card" }, [
       badge("healthy"),
       el("span", { text: "No problem found: the loss is going down and the recorded statistics look normal." }),
+    ]),
+  ]);
+}
+
+function partialCard() {
+  return el("section", { className: "pl-card pl-card-partial" }, [
+    el("div", { className: "pl-healthy-card" }, [
+      el("span", { className: "pl-badge pl-badge-incomplete", text: "not fully read" }),
+      el("span", { text: "No problem found in the part of this run that could be read. That is not a clean bill of health: see above for what is missing." }),
     ]),
   ]);
 }
@@ -753,7 +814,7 @@ async function drawGradHeatmap(entry, spec, tag) {
         interval: layers.length > 30 ? "auto" : 0,
         width: labelWidth - 12,
         overflow: "truncate",
-        formatter: (name) => (hot.has(name) && !/[{}|]/.test(name) ? `{hot|▶ ${name}}` : name),
+        formatter: (name) => richLabel(name, hot, "▶ "),
         rich: { hot: { color: COLORS.critical, fontWeight: "bold" } },
       },
     },
@@ -800,7 +861,7 @@ function layerAxis(labels, hot) {
       interval: 0,
       width: 110,
       overflow: "truncate",
-      formatter: (name) => (hot.has(name) && !/[{}|]/.test(name) ? `{hot|${name}}` : name),
+      formatter: (name) => richLabel(name, hot, ""),
       rich: { hot: { color: COLORS.critical, fontWeight: "bold" } },
     },
   };

@@ -12,11 +12,18 @@ validates its arguments, calls a pure ``*_impl`` function and answers through
 Data is read only through `context.data_provider` (under the default Rust data
 server `context.multiplexer` is None). Diagnoses are cached per run and
 recomputed only when the run's data changes (its tags' max step or wall time).
+
+Both loaders pass over damaged event files quietly (a corrupt record hides
+the rest of its file), so a run would look complete when it is not: each time
+a local run is diagnosed, its files are checked as the CLI checks them
+(`rundata.scan_run_directory`) and what is found goes into the run's
+`problems`, which the report shows as notes.
 """
 
 import functools
 import gzip
 import importlib.resources
+import os
 import threading
 
 import numpy as np
@@ -46,6 +53,10 @@ _STATIC_FILES = {
 }
 
 _FRONTEND_PACKAGE = "tb_plateau.frontend"
+
+# Notes of `diagnosis.run_report` that are no problem of their own: they describe
+# the run, or (INCOMPLETE_NOTE) sum up the problems listed beside them.
+_INFORMATIONAL_NOTES = ("NOT_RECORDED_NOTE", "NO_LOSS_NOTE", "INCOMPLETE_NOTE")
 
 
 class RunUnreadableError(errors.PublicError):
@@ -90,15 +101,27 @@ def _required_arg(request, name):
 
 
 class _Entry:
-    """One run's cached reading and diagnosis."""
+    """One run's cached reading and diagnosis.
 
-    __slots__ = ("fingerprint", "data", "report", "error")
+    `problems`: what could not be read or checked, in plain words (the tab
+    shows these apart from findings, and never calls such a run clean).
+    """
 
-    def __init__(self, fingerprint, data, report, error):
+    __slots__ = ("fingerprint", "data", "report", "error", "problems")
+
+    def __init__(self, fingerprint, data, report, error, problems=()):
         self.fingerprint = fingerprint
         self.data = data
         self.report = report
         self.error = error
+        self.problems = list(problems)
+
+    def notes(self):
+        """The report's notes, less the one that only sums up `problems`."""
+        from tb_plateau import diagnosis
+
+        summary = getattr(diagnosis, "INCOMPLETE_NOTE", None)
+        return [n for n in (self.report or {}).get("notes") or [] if n != summary]
 
 
 class PlateauPlugin(base_plugin.TBPlugin):
@@ -106,6 +129,7 @@ class PlateauPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context):
         self._data_provider = context.data_provider
+        self._logdir = getattr(context, "logdir", None) or ""
         self._cache = {}  # run name -> _Entry
         self._cache_lock = threading.Lock()
         self._static_cache = {}  # file name -> gzipped bytes
@@ -200,6 +224,15 @@ class PlateauPlugin(base_plugin.TBPlugin):
             item["max_step"], item["last_wall_time"] = listing.last_update(run)
             if entry.data is not None:
                 item["series"] = _available_series(entry.data)
+            # What could not be read: the tab must not call such a run clean.
+            item["problems"] = entry.problems
+            item["incomplete"] = bool(
+                entry.error
+                or (entry.report or {}).get("incomplete")
+                or getattr(entry.data, "incomplete", False)
+            )
+            # The report's other notes (not recorded with tb_plateau, no loss).
+            item["notes"] = [n for n in entry.notes() if n not in entry.problems]
             if entry.report is not None:
                 findings = entry.report.get("findings") or []
                 item["verdict"] = entry.report.get("verdict")
@@ -248,10 +281,19 @@ class PlateauPlugin(base_plugin.TBPlugin):
             entry = self._cache.get(key)
         if entry is not None and entry.fingerprint == fingerprint:
             return entry
-        entry = _diagnose(self._data_provider, ctx, experiment_id, run, listing, fingerprint)
+        entry = _diagnose(
+            self._data_provider, ctx, experiment_id, run, listing, fingerprint, self._run_dir
+        )
         with self._cache_lock:
             self._cache[key] = entry
         return entry
+
+    def _run_dir(self, run):
+        """The run's local directory, or None (a remote or multi-logdir name)."""
+        if not self._logdir or "://" in self._logdir:
+            return None
+        path = os.path.join(self._logdir, *run.split("/")) if run != "." else self._logdir
+        return path if os.path.isdir(path) else None
 
 
 def _context(request):
@@ -322,8 +364,21 @@ def _merge(*listings):
     return merged
 
 
-def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint):
-    """Reads and diagnoses one run; a failure is kept as the entry's error."""
+def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint, run_dir):
+    """Reads and diagnoses one run; a failure is kept as the entry's error.
+
+    `run_dir(name)` is a run's local directory, or None: its event files are
+    checked for records TensorBoard's readers skip.
+    """
+
+    def entry(data, report, error):
+        problems = list(data.problems) if data is not None else []
+        if report is not None:
+            problems += [n for n in report.get("notes") or [] if _is_failure_note(n, problems)]
+        if error is not None:
+            problems.append(error)
+        return _Entry(fingerprint, data, report, error, problems)
+
     try:
         data = rundata.from_provider(data_provider, ctx, experiment_id, run)
         sibling = listing.validation_sibling(run)
@@ -332,17 +387,32 @@ def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint):
             # As the CLI does (`cli.read_run`), so both give the same report.
             data.validation_scalars = dict(validation.other_scalars)
             data.problems.extend(validation.problems)
+            data.incomplete = data.incomplete or validation.incomplete
+        for name in (run, sibling):
+            directory = run_dir(name) if name else None
+            if directory is not None:
+                problems, data_lost = rundata.scan_run_directory(directory)
+                data.problems.extend(problems)
+                data.incomplete = data.incomplete or data_lost
     except errors.PublicError:
         raise
     except Exception as e:  # noqa: BLE001 - one unreadable run must not break the others
-        return _Entry(fingerprint, None, None, "unreadable run: %s" % _describe(e))
+        return entry(None, None, "unreadable run: %s" % _describe(e))
     try:
         from tb_plateau import diagnosis
 
         report = diagnosis.run_report(data)
     except Exception as e:  # noqa: BLE001 - an engine failure is shown, not a 500
-        return _Entry(fingerprint, data, None, "diagnosis failed: %s" % _describe(e))
-    return _Entry(fingerprint, data, report, None)
+        return entry(data, None, "diagnosis failed: %s" % _describe(e))
+    return entry(data, report, None)
+
+
+def _is_failure_note(note, already):
+    """True for a note saying part of the run could not be read or checked."""
+    from tb_plateau import diagnosis
+
+    informational = {getattr(diagnosis, name, None) for name in _INFORMATIONAL_NOTES}
+    return note not in informational and note not in already
 
 
 def _describe(exception):

@@ -25,6 +25,21 @@ ARTIFACTS = os.path.join(
 )
 UI_TIMEOUT_MS = 30_000  # the first diagnosis of every run happens on the first /runs
 
+# Runs of `plugin_logdirs.write_hostile_logdir`, written under this folder.
+HOSTILE = "hostile"
+HTML_RUN = HOSTILE + "/" + plugin_logdirs.HTML_NAMES_RUN
+NONFINITE_RUN = HOSTILE + "/" + plugin_logdirs.NONFINITE_RUN
+CORRUPT_RUN = HOSTILE + "/" + plugin_logdirs.CORRUPT_RUN
+
+# Anything markup in a name could have created, had it been parsed as HTML.
+INJECTED = (
+    "() => { const d = document.querySelector('iframe').contentDocument;"
+    " const found = [...d.querySelectorAll('img, svg, i, [onerror], [onload]')];"
+    " const scripts = [...d.querySelectorAll('script')]"
+    "   .filter((s) => !s.src && !s.textContent.startsWith('import(\"./index.js\")'));"
+    " return found.concat(scripts).map((n) => n.outerHTML.slice(0, 120)); }"
+)
+
 
 @pytest.fixture(scope="module")
 def tensorboard(tmp_path_factory):
@@ -33,12 +48,12 @@ def tensorboard(tmp_path_factory):
             "Debian's chromium is not installed at %s (apt-get install chromium)" % CHROMIUM
         )
     logdir = plugin_logdirs.write_logdir(str(tmp_path_factory.mktemp("logdir")))
+    plugin_logdirs.write_hostile_logdir(os.path.join(logdir, HOSTILE))
     process = TensorBoardProcess(logdir, [])
+    expected = set(plugin_logdirs.DIAGNOSABLE_RUNS) | {HTML_RUN, NONFINITE_RUN, CORRUPT_RUN}
     process.wait_for(
         "/data/plugin/plateau/runs",
-        lambda body: (
-            {e["run"] for e in body.get("runs", [])} >= set(plugin_logdirs.DIAGNOSABLE_RUNS)
-        ),
+        lambda body: {e["run"] for e in body.get("runs", [])} >= expected,
     )
     yield process
     process.stop()
@@ -138,8 +153,8 @@ def test_broken_run_shows_finding_cards_and_charts(tab):
         "cs => cs.map(c => [c.width, c.height])"
     )
     assert all(w > 100 and h > 100 for w, h in sizes), sizes
-    # The configuration record is a table.
-    assert tab.frame.locator(".pl-config table").count() >= 1
+    # The configuration record is a table (drawn when its fetch returns).
+    tab.frame.locator(".pl-config table").first.wait_for(timeout=UI_TIMEOUT_MS)
     tab.screenshot("plateau-broken-run.png")
     tab.frame.locator(".pl-main").evaluate("m => { m.scrollTop = m.scrollHeight / 3; }")
     tab.screenshot("plateau-broken-run-scrolled.png")
@@ -197,3 +212,85 @@ def test_narrow_width_has_no_horizontal_scroll(browser, tensorboard):
         narrow.screenshot("plateau-narrow.png")
     finally:
         narrow.close()
+
+
+def _hover_every_chart(tab):
+    """Moves the mouse over each chart so that ECharts draws its HTML tooltips.
+
+    Returns every tooltip text seen (ECharts reuses one tooltip element).
+    """
+    seen = set()
+    charts = tab.frame.locator(".pl-chart")
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        if not box:
+            continue
+        for fx, fy in [(x / 10, y / 10) for x in range(1, 10) for y in (3, 6)]:
+            tab.page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            tab.page.wait_for_timeout(40)
+            seen.update(_texts(tab, ".pl-chart div"))
+    return seen
+
+
+def _texts(tab, selector):
+    return tab.frame.locator(selector).evaluate_all("ns => ns.map(n => n.textContent)")
+
+
+def test_markup_in_run_tag_layer_and_function_names_renders_as_text(tab):
+    name = tab.run_button(HTML_RUN).locator(".pl-run-name")
+    assert name.text_content() == HTML_RUN
+    tab.select(HTML_RUN)
+    assert tab.frame.locator(".pl-run-title").text_content() == HTML_RUN
+    cards = tab.frame.locator(".pl-card[data-cause]")
+    cards.first.wait_for(timeout=UI_TIMEOUT_MS)
+    # The finding names the layers; they show as the characters they are.
+    card_text = " ".join(_texts(tab, ".pl-card[data-cause]"))
+    assert "<img src=x onerror=alert(1)>" in card_text or "</div><b>bold</b>" in card_text
+    _wait_for_charts(tab, 2)
+    # Configuration tables: layer, model, loss and function names as text.
+    cells = set(_texts(tab, ".pl-config td")) | set(_texts(tab, ".pl-config th"))
+    for layer in plugin_logdirs.HTML_LAYER_NAMES:
+        assert any(layer in cell for cell in cells), (layer, sorted(cells)[:40])
+    assert any(plugin_logdirs.HTML_FUNCTION_NAME in cell for cell in cells)
+    tooltips = _hover_every_chart(tab)
+    # A tooltip showed a layer name as the characters it is.
+    assert any("<" in text for text in tooltips), sorted(tooltips)
+    tab.screenshot("plateau-html-names.png")
+    tab.frame.locator(".pl-config table").first.scroll_into_view_if_needed()
+    tab.screenshot("plateau-html-names-config.png")
+    assert tab.page.evaluate(INJECTED) == []
+    assert tab.dialogs == []
+    assert tab.errors == []
+
+
+def test_nonfinite_values_everywhere_draw_without_errors(tab):
+    tab.select(NONFINITE_RUN)
+    tab.frame.locator(".pl-card[data-cause]").first.wait_for(timeout=UI_TIMEOUT_MS)
+    causes = _texts(tab, ".pl-card[data-cause] .pl-card-title")
+    assert causes
+    _wait_for_charts(tab, 2)
+    _hover_every_chart(tab)
+    assert tab.page.evaluate(INJECTED) == []
+    tab.screenshot("plateau-nonfinite.png")
+    assert tab.dialogs == []
+    assert tab.errors == []
+
+
+def test_run_that_could_not_be_fully_read_says_so(tab):
+    sub = tab.run_button(CORRUPT_RUN).locator(".pl-run-sub").text_content()
+    assert "No problems found" not in sub and "not fully read" in sub.lower(), sub
+    tab.select(CORRUPT_RUN)
+    problems = tab.frame.locator(".pl-problems")
+    problems.wait_for(timeout=UI_TIMEOUT_MS)
+    text = problems.text_content()
+    assert "could not be read" in text and "events.out.tfevents" in text, text
+    assert tab.frame.locator(".pl-card-healthy").count() == 0
+    # Other runs are unaffected.
+    tab.select(plugin_logdirs.BROKEN_RUN)
+    tab.frame.locator(".pl-card[data-cause]").first.wait_for(timeout=UI_TIMEOUT_MS)
+    tab.select(CORRUPT_RUN)
+    tab.frame.locator(".pl-problems").wait_for(timeout=UI_TIMEOUT_MS)
+    tab.screenshot("plateau-not-fully-read.png")
+    assert tab.errors == []
