@@ -270,3 +270,47 @@ def test_scan_copes_with_a_file_that_grows_while_read(tmp_path, real_run):
         f.write(b"\x10\x00")  # the first bytes of a record being written
     problems, lost = rundata.scan_run_directory(str(run))
     assert "the last record is incomplete" in problems[0] and not lost
+
+
+# -- size: not timed, but these took minutes before the rolling median was linear
+
+
+def test_a_million_steps_with_nan_inf_and_a_restart():
+    from tb_plateau.rundata import RunData, series_from_points
+
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    t = np.arange(n)
+    loss = 0.1 + 2.0 * np.exp(-t / 2e5) * (1 + 0.05 * rng.normal(size=n))
+    loss[n // 2] = np.nan
+    loss[n * 6 // 10 : n * 6 // 10 + 10] = np.inf
+    # A restart rewrote the first thousand steps: the later records win.
+    steps = np.concatenate([t, t[:1000]])
+    loss = np.concatenate([loss, np.full(1000, 0.5)])
+    run = RunData(name="long", scalars={metadata.BATCH_LOSS: series_from_points(steps, loss)})
+    assert len(run.scalars[metadata.BATCH_LOSS]) == n
+    assert run.scalars[metadata.BATCH_LOSS].values[0] == 0.5
+    report = diagnosis.run_report(run)
+    assert "nonfinite" in [f["cause"] for f in report["findings"]]
+    json.dumps(diagnosis.json_ready(report), allow_nan=False)
+
+
+def test_a_thousand_layers():
+    from tb_plateau.rundata import RunData, Series, VectorSeries
+
+    layers, records = 1000, 500
+    rng = np.random.default_rng(1)
+    labels = ["dense_%d" % i for i in range(layers)]
+    steps = np.arange(records) * 10
+    run = RunData(
+        name="deep",
+        scalars={metadata.BATCH_LOSS: Series(steps, 0.1 + 2 * np.exp(-np.arange(records) / 100))},
+    )
+    grad = np.abs(rng.normal(size=(records, layers))) * np.logspace(-9, 0, layers)
+    run.vectors[metadata.GRAD_NORM] = VectorSeries(steps, grad, labels, {"labels": labels})
+    run.vectors[metadata.WEIGHT_NORM] = VectorSeries(
+        steps, np.ones((records, layers)), labels, {"labels": labels}
+    )
+    report = diagnosis.run_report(run)
+    assert "vanishing_gradients" in [f["cause"] for f in report["findings"]]
+    json.dumps(diagnosis.json_ready(report), allow_nan=False)

@@ -128,8 +128,12 @@ def _merge_same_cause(findings):
 
 def _diagnose(run_data):
     notes = list(run_data.problems)
-    ctx = context.build(run_data)
-    findings = ranking.rank(_merge_same_cause(_run_detectors(ctx, notes)))
+    # Overflow and all-NaN warnings from extreme series (a diverged run's 1e300
+    # losses) say nothing the findings do not: the whole diagnosis is quiet.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ctx = context.build(run_data)
+        findings = ranking.rank(_merge_same_cause(_run_detectors(ctx, notes)))
     if run_data.incomplete:
         notes.insert(0, INCOMPLETE_NOTE)
     elif not ctx.recorded:

@@ -140,15 +140,35 @@ def finite_prefix(curve):
     return curve.steps[:first_bad], curve.values[:first_bad], int(curve.steps[first_bad])
 
 
+# Above this many points the rolling median is computed exactly at this many
+# evenly spaced centres and interpolated between them. The smoothing window is
+# a twentieth of the curve, so neighbouring centres share over 97% of their
+# window and the curve between them is the interpolation's to within noise;
+# evaluating every point would cost n x n/20 (minutes for a million steps).
+ROLLING_MEDIAN_CENTRES = 2000  # points
+
+
+def _window_median(values, i, half):
+    return np.median(values[max(0, i - half) : i + half + 1])
+
+
 def rolling_median(values, window):
-    """Centered rolling median; the window shrinks at the ends."""
+    """Centered rolling median; the window shrinks at the ends.
+
+    Exact up to `ROLLING_MEDIAN_CENTRES` points; beyond, exact at that many
+    evenly spaced centres (the ends included) and interpolated between them,
+    so its cost grows linearly with the number of points.
+    """
     values = np.asarray(values, float)
-    if window <= 1 or len(values) < 3:
+    n = len(values)
+    if window <= 1 or n < 3:
         return values.copy()
     half = window // 2
-    return np.array(
-        [np.median(values[max(0, i - half) : i + half + 1]) for i in range(len(values))]
-    )
+    if n <= ROLLING_MEDIAN_CENTRES:
+        return np.array([_window_median(values, i, half) for i in range(n)])
+    centres = np.unique(np.linspace(0, n - 1, ROLLING_MEDIAN_CENTRES).round().astype(np.int64))
+    at_centres = np.array([_window_median(values, i, half) for i in centres])
+    return np.interp(np.arange(n), centres, at_centres)
 
 
 def shape(steps, values):
@@ -212,7 +232,8 @@ def nearest_log_integer(value, max_classes=1000):
     """(C, relative distance) for the C whose ln C is nearest `value`."""
     if not np.isfinite(value) or value <= 0.3:
         return None, float("inf")
-    classes = int(round(np.exp(value)))
+    # Clamp before exp: a loss of 1e4 would overflow it (and means no chance level).
+    classes = int(round(np.exp(min(value, np.log(max_classes) + 1.0))))
     classes = min(max(classes, 2), max_classes)
     target = np.log(classes)
     return classes, abs(value - target) / target
