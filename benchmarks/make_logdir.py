@@ -331,22 +331,34 @@ def write_run(run_dir, steps, layers, seed, shape=None):
     writer.close()
 
 
-def make_logdir(path, runs, steps, layers, seed=0):
+def _write_indexed_run(args):
+    path, index, steps, layers, seed = args
+    write_run(os.path.join(path, run_name(index)), steps, layers, seed=seed * 100_003 + index)
+
+
+def make_logdir(path, runs, steps, layers, seed=0, jobs=1):
     """Writes `runs` runs of `steps` records over `layers` layers under path.
 
+    jobs: processes writing runs in parallel (TensorBoard's writer computes
+    its checksums in Python: about 0.4 ms per record of 50 layers each).
     Returns the run names (as TensorBoard names them), in sorted order.
     """
-    if runs < 1 or steps < 1 or layers < 1:
+    if runs < 1 or steps < 1 or layers < 1 or jobs < 1:
         raise ValueError(
-            "runs, steps and layers must be positive, got %r, %r, %r" % (runs, steps, layers)
+            "runs, steps, layers and jobs must be positive, got %r, %r, %r, %r"
+            % (runs, steps, layers, jobs)
         )
     os.makedirs(path, exist_ok=True)
-    names = []
-    for index in range(runs):
-        name = run_name(index)
-        write_run(os.path.join(path, name), steps, layers, seed=seed * 100_003 + index)
-        names.append(name)
-    return names
+    work = [(path, index, steps, layers, seed) for index in range(runs)]
+    if jobs == 1:
+        for item in work:
+            _write_indexed_run(item)
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            pool.map(_write_indexed_run, work, chunksize=1)
+    return [run_name(index) for index in range(runs)]
 
 
 def main(argv=None):
@@ -356,9 +368,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10_000, help="recorded steps per run")
     parser.add_argument("--layers", type=int, default=50, help="trainable layers per model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="processes writing in parallel")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    make_logdir(args.path, args.runs, args.steps, args.layers, args.seed)
+    make_logdir(args.path, args.runs, args.steps, args.layers, args.seed, args.jobs)
     size = sum(
         os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(args.path) for f in files
     )
