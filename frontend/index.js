@@ -9,6 +9,7 @@
 import * as echarts from "./vendor/echarts.esm.min.js";
 
 const POLL_INTERVAL_MS = 15000; // how often the tab asks for new data
+const PENDING_POLL_MS = 1500; // how often while runs are being diagnosed in the background
 const SEVERITY_ORDER = { critical: 0, warning: 1, incomplete: 2, info: 3, healthy: 4, error: 5 };
 const ACCENT = "#f57c00";
 const COLORS = {
@@ -108,7 +109,7 @@ async function fetchJson(url) {
 }
 
 function runStamp(entry) {
-  if (!entry) return null;
+  if (!entry || entry.pending) return null;
   return [entry.max_step, entry.last_wall_time, entry.verdict, entry.findings_count, problemsOf(entry).length].join("|");
 }
 
@@ -184,7 +185,7 @@ function shownVerdict(entry) {
 function badge(verdict) {
   if (verdict === "incomplete") return el("span", { className: "pl-badge pl-badge-incomplete", text: "not fully read" });
   const kind = verdict || "pending";
-  const label = verdict || "no verdict";
+  const label = verdict || "diagnosing…";
   return el("span", { className: `pl-badge pl-badge-${kind}`, text: label });
 }
 
@@ -252,6 +253,7 @@ function problemsOf(entry) {
 // could not be fully read.
 function runSubtitle(entry) {
   if (entry.error && !entry.verdict) return entry.error;
+  if (entry.pending && !entry.verdict && !entry.error) return "Diagnosing in the background…";
   const problems = problemsOf(entry);
   if (entry.top_finding) return entry.incomplete ? `${entry.top_finding.title} (not fully read)` : entry.top_finding.title;
   if (entry.incomplete) return `Not fully read: ${problems[0] || "part of this run could not be read"}`;
@@ -285,6 +287,8 @@ async function refresh() {
     const entry = state.runs.find((r) => r.run === state.selected);
     if (runStamp(entry) !== state.shownStamp) await renderSelected();
     if (!state.runs.length) renderNoRuns();
+    // Runs still being diagnosed in the background: ask again soon.
+    if (state.runs.some((r) => r.pending)) setTimeout(refresh, PENDING_POLL_MS);
   } catch (error) {
     state.dom.main.replaceChildren(el("div", { className: "pl-error", text: `Could not load runs: ${error.message}` }));
   } finally {
@@ -316,7 +320,8 @@ async function renderSelected() {
   const stamp = runStamp(entry);
   let report = null;
   let error = entry.error || null;
-  if (entry.verdict) {
+  // A pending run is diagnosed on request: the user need not wait for the queue.
+  if (entry.verdict || entry.pending) {
     try {
       report = await fetchJson(`./diagnosis?run=${encodeURIComponent(run)}`);
     } catch (e) {

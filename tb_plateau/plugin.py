@@ -20,9 +20,11 @@ a local run is diagnosed, its files are checked as the CLI checks them
 `problems`, which the report shows as notes.
 """
 
+import collections
 import functools
 import gzip
 import importlib.resources
+import logging
 import os
 import threading
 
@@ -34,6 +36,8 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_plateau import metadata, rundata
+
+logger = logging.getLogger("tb_plateau")
 
 # Points sent per scalar series. A chart is ~1,000 px wide; min/max per bucket
 # keeps spikes that a uniform stride would drop.
@@ -130,8 +134,15 @@ class PlateauPlugin(base_plugin.TBPlugin):
     def __init__(self, context):
         self._data_provider = context.data_provider
         self._logdir = getattr(context, "logdir", None) or ""
-        self._cache = {}  # run name -> _Entry
-        self._cache_lock = threading.Lock()
+        self._cache = {}  # (experiment id, run name) -> _Entry
+        self._cache_lock = threading.Lock()  # guards _cache, _pending, _run_locks, _worker
+        # One lock per run: a run asked for twice at once is read once.
+        self._run_locks = collections.defaultdict(threading.Lock)
+        # Runs that `/runs` found undiagnosed or changed, diagnosed one at a
+        # time by a background thread, so that listing 100 runs never waits
+        # for reading 100 runs: (experiment id, run) -> request context.
+        self._pending = collections.OrderedDict()
+        self._worker = None
         self._static_cache = {}  # file name -> gzipped bytes
 
     # -- TBPlugin -----------------------------------------------------------
@@ -205,45 +216,21 @@ class PlateauPlugin(base_plugin.TBPlugin):
         A run is diagnosable when it holds plateau data or a loss-like scalar.
         A Keras "…/validation" run is folded into its "…/train" sibling. A run
         that cannot be read or diagnosed is listed with an ``error``; the
-        others are unaffected.
+        others are unaffected. Never reads a run's series: a run not yet
+        diagnosed (or whose data changed since) is listed with
+        ``"pending": true`` (and its last verdict, if any) and diagnosed in the
+        background; the tab asks again.
         """
         listing = _Listing(self._data_provider, ctx, experiment_id)
         runs = []
         for run in listing.diagnosable_runs():
-            entry = self._entry(ctx, experiment_id, run, listing)
-            item = {
-                "run": run,
-                "verdict": None,
-                "top_finding": None,
-                "findings_count": 0,
-                "series": [],
-                "validation_run": listing.validation_sibling(run),
-                "max_step": None,
-                "last_wall_time": None,
-            }
-            item["max_step"], item["last_wall_time"] = listing.last_update(run)
-            if entry.data is not None:
-                item["series"] = _available_series(entry.data)
-            # What could not be read: the tab must not call such a run clean.
-            item["problems"] = entry.problems
-            item["incomplete"] = bool(
-                entry.error
-                or (entry.report or {}).get("incomplete")
-                or getattr(entry.data, "incomplete", False)
-            )
-            # The report's other notes (not recorded with tb_plateau, no loss).
-            item["notes"] = [n for n in entry.notes() if n not in entry.problems]
-            if entry.report is not None:
-                findings = entry.report.get("findings") or []
-                item["verdict"] = entry.report.get("verdict")
-                item["findings_count"] = len(findings)
-                if findings:
-                    top = findings[0]
-                    item["top_finding"] = {
-                        key: top.get(key) for key in ("cause", "severity", "confidence", "title")
-                    }
-            if entry.error is not None:
-                item["error"] = entry.error
+            fingerprint = listing.fingerprint(run)
+            entry = self._cached(experiment_id, run)
+            pending = entry is None or entry.fingerprint != fingerprint
+            if pending:
+                self._enqueue(ctx, experiment_id, run)
+            item = _run_item(run, entry, listing)
+            item["pending"] = pending
             runs.append(item)
         return {"runs": runs}
 
@@ -268,6 +255,34 @@ class PlateauPlugin(base_plugin.TBPlugin):
 
     # -- cache --------------------------------------------------------------
 
+    def _cached(self, experiment_id, run):
+        with self._cache_lock:
+            return self._cache.get((experiment_id, run))
+
+    def _enqueue(self, ctx, experiment_id, run):
+        with self._cache_lock:
+            self._pending[(experiment_id, run)] = ctx
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._diagnose_pending, name="tb_plateau-diagnosis", daemon=True
+                )
+                self._worker.start()
+
+    def _diagnose_pending(self):
+        """Background: diagnoses queued runs one at a time, then ends."""
+        while True:
+            with self._cache_lock:
+                if not self._pending:
+                    self._worker = None
+                    return
+                (experiment_id, run), ctx = self._pending.popitem(last=False)
+            try:
+                listing = _Listing(self._data_provider, ctx, experiment_id, run=run)
+                if run in listing.run_names:
+                    self._entry(ctx, experiment_id, run, listing)
+            except Exception:  # noqa: BLE001 - the run is tried again on its next request
+                logger.exception("tb_plateau: background diagnosis of run %r failed", run)
+
     def _known_entry(self, ctx, experiment_id, run):
         listing = _Listing(self._data_provider, ctx, experiment_id, run=run)
         if run not in listing.run_names:
@@ -275,17 +290,24 @@ class PlateauPlugin(base_plugin.TBPlugin):
         return self._entry(ctx, experiment_id, run, listing)
 
     def _entry(self, ctx, experiment_id, run, listing):
+        """The run's entry for its current data: cached, or read and diagnosed now."""
         fingerprint = listing.fingerprint(run)
         key = (experiment_id, run)
-        with self._cache_lock:
-            entry = self._cache.get(key)
+        entry = self._cached(experiment_id, run)
         if entry is not None and entry.fingerprint == fingerprint:
             return entry
-        entry = _diagnose(
-            self._data_provider, ctx, experiment_id, run, listing, fingerprint, self._run_dir
-        )
         with self._cache_lock:
-            self._cache[key] = entry
+            run_lock = self._run_locks[key]
+        with run_lock:
+            entry = self._cached(experiment_id, run)
+            if entry is not None and entry.fingerprint == fingerprint:
+                return entry  # diagnosed meanwhile by another request or the worker
+            entry = _diagnose(
+                self._data_provider, ctx, experiment_id, run, listing, fingerprint, self._run_dir
+            )
+            with self._cache_lock:
+                self._cache[key] = entry
+                self._pending.pop(key, None)
         return entry
 
     def _run_dir(self, run):
@@ -294,6 +316,48 @@ class PlateauPlugin(base_plugin.TBPlugin):
             return None
         path = os.path.join(self._logdir, *run.split("/")) if run != "." else self._logdir
         return path if os.path.isdir(path) else None
+
+
+def _run_item(run, entry, listing):
+    """One run of `/runs`, from its (possibly missing or stale) cache entry."""
+    max_step, last_wall_time = listing.last_update(run)
+    item = {
+        "run": run,
+        "verdict": None,
+        "top_finding": None,
+        "findings_count": 0,
+        "series": [],
+        "validation_run": listing.validation_sibling(run),
+        "max_step": max_step,
+        "last_wall_time": last_wall_time,
+        "incomplete": False,
+        "problems": [],
+        "notes": [],
+    }
+    if entry is None:
+        return item
+    if entry.data is not None:
+        item["series"] = _available_series(entry.data)
+    if entry.report is not None:
+        findings = entry.report.get("findings") or []
+        item["verdict"] = entry.report.get("verdict")
+        item["findings_count"] = len(findings)
+        if findings:
+            item["top_finding"] = {
+                key: findings[0].get(key) for key in ("cause", "severity", "confidence", "title")
+            }
+    if entry.error is not None:
+        item["error"] = entry.error
+    # What could not be read: the tab must not call such a run clean.
+    item["problems"] = entry.problems
+    item["incomplete"] = bool(
+        entry.error
+        or (entry.report or {}).get("incomplete")
+        or getattr(entry.data, "incomplete", False)
+    )
+    # The report's other notes (not recorded with tb_plateau, no loss).
+    item["notes"] = [n for n in entry.notes() if n not in entry.problems]
+    return item
 
 
 def _context(request):

@@ -201,6 +201,17 @@ class WsgiServer:
         response = self.client.get(self.prefix + path, query_string=params)
         return response
 
+    def runs(self, timeout_s=60):
+        """`/runs` once no run is pending (diagnosed in the background), by run name."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = self.json("/data/plugin/plateau/runs")
+            if not any(e["pending"] for e in body["runs"]) or time.monotonic() > deadline:
+                return {entry["run"]: entry for entry in body["runs"]}
+            time.sleep(0.05)
+
     def json(self, path, expect=200, **params):
         import json
 

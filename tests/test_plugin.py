@@ -33,7 +33,7 @@ def server(logdir):
 
 
 def _runs(server):
-    return {entry["run"]: entry for entry in server.json(PREFIX + "/runs")["runs"]}
+    return server.runs()
 
 
 # -- listing and activation ---------------------------------------------------
@@ -262,6 +262,25 @@ def test_newer_data_version_is_reported_not_fatal(server):
     assert entry["verdict"] in ("healthy", "warning", "critical")
     assert entry["incomplete"] is True
     assert any("newer" in problem for problem in entry["problems"])
+
+
+def test_runs_never_waits_for_a_diagnosis(logdir, monkeypatch):
+    import threading
+
+    release = threading.Event()
+    real = diagnosis.run_report
+
+    def blocked(run_data):
+        assert release.wait(30)
+        return real(run_data)
+
+    monkeypatch.setattr(diagnosis, "run_report", blocked)
+    fresh = Server(logdir)
+    first = fresh.json(PREFIX + "/runs")["runs"]
+    assert first and all(e["pending"] and e["verdict"] is None for e in first)
+    release.set()
+    runs = fresh.runs()
+    assert all(not e["pending"] and e["verdict"] for e in runs.values())
 
 
 # -- caching --------------------------------------------------------------------

@@ -80,8 +80,9 @@ def server(logdir):
 
 @pytest.fixture(scope="module")
 def listed(server):
-    body = strict_json(server.get(PREFIX + "/runs"))
-    return {entry["run"]: entry for entry in body["runs"]}
+    runs = server.runs()
+    strict_json(server.get(PREFIX + "/runs"))
+    return runs
 
 
 def _check_json_answer(response, route):

@@ -105,3 +105,33 @@ def test_errors_are_json(tensorboard):
         urllib.request.urlopen(url, timeout=10)
     assert raised.value.code == 404
     assert "no such run" in json.loads(raised.value.read().decode("utf-8"))["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/plugin/plateau/../../../plugin.py",
+        "/data/plugin/plateau/%2e%2e/%2e%2e/plugin.py",
+        "/data/plugin/plateau/index.js/../plugin.py",
+        "/data/plugin/plateau/..%2f..%2fplugin.py",
+        "/data/plugin/plateau/vendor/..\\..\\plugin.py",
+        "/data/plugin/plateau/%2fetc%2fpasswd",
+    ],
+)
+def test_traversal_over_http_serves_nothing_of_ours(tensorboard, path):
+    import http.client
+
+    tensorboard.wait_for("/data/plugins_listing", lambda body: "plateau" in body)
+    # http.client sends the path as written: no client-side normalization.
+    connection = http.client.HTTPConnection("127.0.0.1", tensorboard.port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status < 500
+    assert b"PlateauPlugin" not in body and b"root:x:0:0" not in body
+    if response.status == 200:
+        # Only TensorBoard's own page (a path it normalized to "/"), never a file of ours.
+        assert response.getheader("Content-Type", "").startswith("text/html"), path
