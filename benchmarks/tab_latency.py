@@ -88,21 +88,29 @@ class TensorBoard:
         self.log.close()
 
 
-def _wait_loaded(tb, runs, last_step, timeout_s=READY_TIMEOUT_S):
-    """Waits until `/runs` lists every run with its last step; returns the wait."""
+def _rss_mb(pid):
+    """Resident memory of the tensorboard (Python) process, in MB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024)
+    return None
+
+
+def _poll_runs(tb, ready, what, timeout_s=READY_TIMEOUT_S):
+    """Polls `/runs` until `ready(body)`; returns (seconds waited, body)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         if tb.process.poll() is not None:
             raise RuntimeError("tensorboard exited with %s" % tb.process.returncode)
         try:
             _, body = _get(tb.base, "/data/plugin/plateau/runs")
-            steps = {e["run"]: e["max_step"] for e in body["runs"]}
-            if all(steps.get(run) == last_step for run in runs):
-                return time.monotonic() - start
+            if ready(body):
+                return time.monotonic() - start, body
         except OSError:
             pass
         time.sleep(2)
-    raise RuntimeError("tensorboard did not load every run within %d s" % timeout_s)
+    raise RuntimeError("tensorboard did not %s within %d s" % (what, timeout_s))
 
 
 def _append(run_dir, step, layers):
@@ -148,9 +156,15 @@ def measure(logdir, loader, args):
     tb = TensorBoard(logdir, extra, os.path.join(os.path.dirname(logdir), "tb-%s.log" % loader))
     result = {"loader": loader}
     try:
-        _, body = _wait_until_listed(tb, len(runs))
+        listed, body = _poll_runs(tb, lambda b: len(b["runs"]) >= len(runs), "list every run")
         last_step = max(e["max_step"] or 0 for e in body["runs"])
-        result["load_wait_s"] = round(_wait_loaded(tb, runs, last_step), 1)
+
+        def loaded(body):
+            steps = {e["run"]: e["max_step"] for e in body["runs"]}
+            return all(steps.get(run) == last_step for run in runs)
+
+        waited, _ = _poll_runs(tb, loaded, "load every run")
+        result["load_wait_s"] = round(listed + waited, 1)
 
         # /runs right after loading: lists, queues every run, reads none.
         seconds, body = _get(tb.base, "/data/plugin/plateau/runs")
@@ -176,6 +190,7 @@ def measure(logdir, loader, args):
         result["all_diagnosed_after_s"] = round(time.monotonic() - start, 1)
         result["runs_while_diagnosing"] = _summary(polls)
 
+        result["tensorboard_rss_mb"] = _rss_mb(tb.process.pid)
         warm_runs = [_get(tb.base, "/data/plugin/plateau/runs")[0] for _ in range(20)]
         result["runs_warm"] = _summary(warm_runs)
         warm = [_get(tb.base, "/data/plugin/plateau/diagnosis", run=run)[0] for run in runs]
@@ -211,21 +226,6 @@ def measure(logdir, loader, args):
         if os.path.exists(appended):
             os.remove(appended)
     return result
-
-
-def _wait_until_listed(tb, count, timeout_s=READY_TIMEOUT_S):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if tb.process.poll() is not None:
-            raise RuntimeError("tensorboard exited with %s" % tb.process.returncode)
-        try:
-            seconds, body = _get(tb.base, "/data/plugin/plateau/runs")
-            if len(body["runs"]) >= count:
-                return seconds, body
-        except OSError:
-            pass
-        time.sleep(2)
-    raise RuntimeError("tensorboard did not list %d runs within %d s" % (count, timeout_s))
 
 
 def main(argv=None):

@@ -45,6 +45,11 @@ _SCALAR_POINTS = 1000  # points per series
 # Steps (heatmap rows) sent per per-layer series.
 _VECTOR_STEPS = 300  # steps per series
 
+# Runs whose series stay in memory for `/series` (the runs the tab shows now);
+# the others keep only their report. A 10,000-step, 50-layer run is ~60 MB of
+# float64 series: a hundred such runs must not all stay in TensorBoard's memory.
+_RUNS_WITH_SERIES_IN_MEMORY = 4  # runs
+
 # Scalars of other plugins that make a run worth diagnosing.
 _LOSS_WORD = "loss"
 
@@ -111,14 +116,18 @@ class _Entry:
     shows these apart from findings, and never calls such a run clean).
     """
 
-    __slots__ = ("fingerprint", "data", "report", "error", "problems")
+    __slots__ = ("fingerprint", "data", "report", "error", "problems", "series", "incomplete")
 
     def __init__(self, fingerprint, data, report, error, problems=()):
         self.fingerprint = fingerprint
-        self.data = data
+        self.data = data  # None when unreadable, or when dropped from memory
         self.report = report
         self.error = error
         self.problems = list(problems)
+        self.series = _available_series(data) if data is not None else []
+        self.incomplete = bool(
+            error or (report or {}).get("incomplete") or getattr(data, "incomplete", False)
+        )
 
     def notes(self):
         """The report's notes, less the one that only sums up `problems`."""
@@ -143,6 +152,7 @@ class PlateauPlugin(base_plugin.TBPlugin):
         # for reading 100 runs: (experiment id, run) -> request context.
         self._pending = collections.OrderedDict()
         self._worker = None
+        self._in_memory = collections.OrderedDict()  # key -> _Entry holding series, oldest first
         self._static_cache = {}  # file name -> gzipped bytes
 
     # -- TBPlugin -----------------------------------------------------------
@@ -249,11 +259,26 @@ class PlateauPlugin(base_plugin.TBPlugin):
         the run ("epoch_loss").
         """
         entry = self._known_entry(ctx, experiment_id, run)
-        if entry.data is None:
+        data = entry.data
+        if data is None and entry.series:
+            # Dropped from memory since its diagnosis: read again (this run only).
+            data = rundata.from_provider(self._data_provider, ctx, experiment_id, run)
+            entry.data = data
+        if data is None:
             raise RunUnreadableError("run %r could not be read: %s" % (run, entry.error))
-        return series_from_run_data(entry.data, run, tag)
+        self._keep_in_memory((experiment_id, run), entry)
+        return series_from_run_data(data, run, tag)
 
     # -- cache --------------------------------------------------------------
+
+    def _keep_in_memory(self, key, entry):
+        """Keeps the series of the runs used last; drops the others' (reports stay)."""
+        with self._cache_lock:
+            self._in_memory.pop(key, None)
+            self._in_memory[key] = entry
+            while len(self._in_memory) > _RUNS_WITH_SERIES_IN_MEMORY:
+                _, dropped = self._in_memory.popitem(last=False)
+                dropped.data = None
 
     def _cached(self, experiment_id, run):
         with self._cache_lock:
@@ -308,6 +333,8 @@ class PlateauPlugin(base_plugin.TBPlugin):
             with self._cache_lock:
                 self._cache[key] = entry
                 self._pending.pop(key, None)
+            if entry.data is not None:
+                self._keep_in_memory(key, entry)
         return entry
 
     def _run_dir(self, run):
@@ -336,8 +363,7 @@ def _run_item(run, entry, listing):
     }
     if entry is None:
         return item
-    if entry.data is not None:
-        item["series"] = _available_series(entry.data)
+    item["series"] = entry.series
     if entry.report is not None:
         findings = entry.report.get("findings") or []
         item["verdict"] = entry.report.get("verdict")
@@ -350,11 +376,7 @@ def _run_item(run, entry, listing):
         item["error"] = entry.error
     # What could not be read: the tab must not call such a run clean.
     item["problems"] = entry.problems
-    item["incomplete"] = bool(
-        entry.error
-        or (entry.report or {}).get("incomplete")
-        or getattr(entry.data, "incomplete", False)
-    )
+    item["incomplete"] = entry.incomplete
     # The report's other notes (not recorded with tb_plateau, no loss).
     item["notes"] = [n for n in entry.notes() if n not in entry.problems]
     return item

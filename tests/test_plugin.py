@@ -283,6 +283,18 @@ def test_runs_never_waits_for_a_diagnosis(logdir, monkeypatch):
     assert all(not e["pending"] and e["verdict"] for e in runs.values())
 
 
+def test_only_a_few_runs_keep_their_series_in_memory(logdir):
+    fresh = Server(logdir)
+    runs = fresh.runs()
+    assert len(runs) > plugin._RUNS_WITH_SERIES_IN_MEMORY
+    for run in runs:
+        for tag in runs[run]["series"]:
+            fresh.json(PREFIX + "/series", run=run, tag=tag)  # read again when dropped
+    (tab,) = [p for p in fresh.app._plugins if p.plugin_name == "plateau"]
+    held = [e for e in tab._cache.values() if e.data is not None]
+    assert len(held) <= plugin._RUNS_WITH_SERIES_IN_MEMORY
+
+
 # -- caching --------------------------------------------------------------------
 
 
