@@ -738,6 +738,16 @@ class _RunWriter:
                 e,
             )
 
+    def write_epoch(self, step, logs):
+        """Epoch logs as "epoch/<key>" scalars (values that are not numbers are skipped)."""
+        scalars = []
+        for key, value in (logs or {}).items():
+            try:
+                scalars.append((metadata.EPOCH_PREFIX + str(key), float(value)))
+            except (TypeError, ValueError):
+                continue
+        self.write(step, scalars=scalars)
+
     def note_nonfinite(self):
         if not self._nonfinite_flushed:
             self._nonfinite_flushed = True
@@ -1522,14 +1532,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if self._run is None:
             return
         self._sync_step()  # the last call of an epoch may run fewer steps
-        scalars = []
-        for key, value in (logs or {}).items():
-            try:
-                scalars.append((metadata.EPOCH_PREFIX + str(key), float(value)))
-            except (TypeError, ValueError):
-                continue
-        self._run.write(self._step, scalars=scalars)
-        self._run.flush()
+        self._run.write_epoch(self._step, logs)
 
     def on_train_end(self, logs=None):
         if self._run is None:
@@ -1779,14 +1782,7 @@ class Recorder:
 
     def record_epoch(self, step, logs):
         """Writes epoch-level values (e.g. ``{"loss": ..., "val_loss": ...}``) at `step`."""
-        scalars = []
-        for key, value in (logs or {}).items():
-            try:
-                scalars.append((metadata.EPOCH_PREFIX + str(key), float(value)))
-            except (TypeError, ValueError):
-                continue
-        self._run.write(int(step), scalars=scalars)
-        self._run.flush()
+        self._run.write_epoch(int(step), logs)
 
     def flush(self):
         self._run.flush()
