@@ -7,6 +7,11 @@ summary metadata on its first value only, a configuration record at step 0,
 and the epoch's logs ("plateau/epoch/loss", "plateau/epoch/val_loss") in an
 event of their own at each epoch end — as `summaries._RunWriter` writes them.
 
+The checksums are computed vectorized instead of by the writer's Python loop
+(the bytes are the same: `tests/test_robustness.py` checks them with
+TensorBoard's reader), so 100 runs x 10,000 records x 50 layers take minutes,
+not an hour.
+
 The values look like a real training: a loss that falls and flattens with
 batch noise, per-layer gradient norms that shrink as the loss does, slowly
 growing weight norms, update/weight ratios near 1e-3, ReLU activations with a
@@ -234,10 +239,44 @@ def _series(rng, shape, steps, layers):
     }
 
 
-def write_run(run_dir, steps, layers, seed, shape=None):
-    """Writes one run of `steps` records over `layers` layers into run_dir."""
+def _write_events(run_dir, events):
+    """Appends events to a new event file of run_dir, byte for byte as EventFileWriter would.
+
+    TensorBoard's `EventFileWriter` names the file and writes its first record
+    (the file version); the records follow in its framing (length, masked
+    CRC-32C of the length, Event, masked CRC-32C of the Event), with the
+    checksums computed vectorized (`rundata.masked_crc32c_many`): the writer's
+    own pure-Python checksum loop would take 0.4 ms a record.
+    """
+    import glob
+    import struct
+
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+    from tb_plateau.rundata import masked_crc32c_many
+
+    before = set(glob.glob(os.path.join(run_dir, "*tfevents*")))
+    EventFileWriter(run_dir).close()
+    (path,) = set(glob.glob(os.path.join(run_dir, "*tfevents*"))) - before
+    payloads = [event.SerializeToString() for event in events]
+    headers = [struct.pack("<Q", len(p)) for p in payloads]
+    header_crcs = masked_crc32c_many(b"".join(headers), np.arange(len(headers)) * 8, 8)
+    lengths = np.array([len(p) for p in payloads])
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    joined = b"".join(payloads)
+    data_crcs = np.zeros(len(payloads), dtype=np.uint32)
+    for length in np.unique(lengths):
+        members = np.flatnonzero(lengths == length)
+        data_crcs[members] = masked_crc32c_many(joined, offsets[members], int(length))
+    with open(path, "ab") as f:
+        for header, header_crc, payload, data_crc in zip(
+            headers, header_crcs.tolist(), payloads, data_crcs.tolist()
+        ):
+            f.write(header + struct.pack("<I", header_crc) + payload + struct.pack("<I", data_crc))
+
+
+def write_run(run_dir, steps, layers, seed, shape=None):
+    """Writes one run of `steps` records over `layers` layers into run_dir."""
     rng = np.random.default_rng(seed)
     shape = shape or SHAPES[seed % len(SHAPES)]
     layer_labels = ["dense_%d" % i for i in range(layers)]
@@ -280,7 +319,7 @@ def write_run(run_dir, steps, layers, seed, shape=None):
         else:
             rows[name] = np.asarray(source, dtype=np.float32), None
 
-    writer = EventFileWriter(run_dir, max_queue_size=1024, flush_secs=3600)
+    events = []
     learning_rate = 0.1 if shape == "lr_too_high" else 1e-3
     first = True
     wall_time = time.time() - steps
@@ -305,7 +344,7 @@ def write_run(run_dir, steps, layers, seed, shape=None):
             value(
                 metadata.CONFIG, _string_tensor(json.dumps(config)), summary_pb2.DATA_CLASS_TENSOR
             )
-        writer.add_event(
+        events.append(
             event_pb2.Event(
                 wall_time=wall_time + i, step=step, summary=summary_pb2.Summary(value=values)
             )
@@ -321,14 +360,14 @@ def write_run(run_dir, steps, layers, seed, shape=None):
                         metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR)
                     )
                 epoch_values.append(v)
-            writer.add_event(
+            events.append(
                 event_pb2.Event(
                     wall_time=wall_time + i + 0.5,
                     step=step,
                     summary=summary_pb2.Summary(value=epoch_values),
                 )
             )
-    writer.close()
+    _write_events(run_dir, events)
 
 
 def _write_indexed_run(args):

@@ -314,3 +314,97 @@ def test_a_thousand_layers():
     report = diagnosis.run_report(run)
     assert "vanishing_gradients" in [f["cause"] for f in report["findings"]]
     json.dumps(diagnosis.json_ready(report), allow_nan=False)
+
+
+# -- the CLI's one-pass reader reads what TensorBoard's multiplexer reads
+
+
+def _same_run_data(fast, slow):
+    assert fast.problems == slow.problems and fast.incomplete == slow.incomplete
+    assert fast.config == slow.config
+    for field in ("scalars", "vectors", "other_scalars"):
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert set(a) == set(b), field
+        for name in a:
+            assert np.array_equal(a[name].steps, b[name].steps), (field, name)
+            assert np.array_equal(a[name].values, b[name].values, equal_nan=True), (field, name)
+            if field == "vectors":
+                assert a[name].labels == b[name].labels and a[name].header == b[name].header
+
+
+def test_one_pass_reader_equals_the_multiplexer_on_damaged_runs(bad_logdir):
+    cli._avoid_tensorflow()
+    for run in rundata.list_logdir_runs(bad_logdir):
+        fast = rundata.read_logdir_run(bad_logdir, run)
+        slow = rundata.read_logdir_run_with_multiplexer(bad_logdir, run)
+        _same_run_data(fast, slow)
+
+
+def test_generated_benchmark_logdir_is_sound(tmp_path):
+    """benchmarks/make_logdir.py writes what TensorBoard reads, checksums included."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.make_logdir import make_logdir
+
+    cli._avoid_tensorflow()
+    from tensorboard.backend.event_processing import event_file_loader
+
+    logdir = str(tmp_path / "gen")
+    names = make_logdir(logdir, runs=2, steps=120, layers=3, seed=1)
+    for name in names:
+        (path,) = glob.glob(os.path.join(logdir, name, "*tfevents*"))
+        events = list(event_file_loader.EventFileLoader(path).Load())
+        scan = rundata.scan_event_file(path)
+        assert scan.problems == [] and scan.records == len(events) == 1 + 120 + 1
+        fast = rundata.read_logdir_run(logdir, name)
+        _same_run_data(fast, rundata.read_logdir_run_with_multiplexer(logdir, name))
+        assert fast.vectors[metadata.GRAD_NORM].values.shape == (120, 3)
+
+
+def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
+    """Steps rewritten after a restart; a SessionLog.START purges what follows it."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    cli._avoid_tensorflow()
+
+    def loss_event(step, value, with_metadata):
+        v = summary_pb2.Summary.Value(
+            tag=metadata.tag(metadata.BATCH_LOSS),
+            tensor=tensor_util_proto(value),
+        )
+        if with_metadata:
+            v.metadata.CopyFrom(metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR))
+        return event_pb2.Event(
+            step=step, wall_time=1.0 + step, summary=summary_pb2.Summary(value=[v])
+        )
+
+    def tensor_util_proto(value):
+        from tensorboard.util import tensor_util
+
+        return tensor_util.make_tensor_proto(np.float32(value))
+
+    def start(step):
+        return event_pb2.Event(
+            step=step, wall_time=50.0, session_log=event_pb2.SessionLog(status=1)
+        )
+
+    for name, with_start in (("plain", False), ("session", True)):
+        writer = EventFileWriter(str(tmp_path / name))
+        if with_start:
+            writer.add_event(start(0))
+        for step in range(10):
+            writer.add_event(loss_event(step, 1.0, step == 0))
+        if with_start:
+            writer.add_event(start(5))
+        for step in range(5, 8):
+            writer.add_event(loss_event(step, 2.0, False))
+        writer.close()
+    for name in ("plain", "session"):
+        fast = rundata.read_logdir_run(str(tmp_path), name)
+        _same_run_data(fast, rundata.read_logdir_run_with_multiplexer(str(tmp_path), name))
+        loss = fast.scalars[metadata.BATCH_LOSS]
+        assert loss.values[5:8].tolist() == [2.0, 2.0, 2.0]
+        # Without a START the old steps 8 and 9 stay; after one they are purged.
+        assert loss.steps.tolist() == (list(range(8)) if name == "session" else list(range(10)))
