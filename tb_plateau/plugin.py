@@ -45,9 +45,10 @@ _SCALAR_POINTS = 1000  # points per series
 # Steps (heatmap rows) sent per per-layer series.
 _VECTOR_STEPS = 300  # steps per series
 
-# Runs whose series stay in memory for `/series` (the runs the tab shows now);
-# the others keep only their report. A 10,000-step, 50-layer run is ~60 MB of
-# float64 series: a hundred such runs must not all stay in TensorBoard's memory.
+# Runs whose series stay in memory after their diagnosis; the others keep only
+# their report, and `/series` reads the one series it is asked for. A
+# 10,000-step, 50-layer run is ~60 MB of float64 series: a hundred such runs
+# must not all stay in TensorBoard's memory.
 _RUNS_WITH_SERIES_IN_MEMORY = 4  # runs
 
 # Scalars of other plugins that make a run worth diagnosing.
@@ -261,12 +262,18 @@ class PlateauPlugin(base_plugin.TBPlugin):
         entry = self._known_entry(ctx, experiment_id, run)
         data = entry.data
         if data is None and entry.series:
-            # Dropped from memory since its diagnosis: read again (this run only).
-            data = rundata.from_provider(self._data_provider, ctx, experiment_id, run)
-            entry.data = data
+            # Dropped from memory since its diagnosis: read this one series again.
+            try:
+                one_tag = _OneTagProvider(self._data_provider, tag)
+                data = rundata.from_provider(one_tag, ctx, experiment_id, run)
+            except errors.PublicError:
+                raise
+            except Exception as e:  # noqa: BLE001 - shown as this run's error, not a 500
+                raise RunUnreadableError(
+                    "run %r could not be read: %s" % (run, _describe(e))
+                ) from e
         if data is None:
             raise RunUnreadableError("run %r could not be read: %s" % (run, entry.error))
-        self._keep_in_memory((experiment_id, run), entry)
         return series_from_run_data(data, run, tag)
 
     # -- cache --------------------------------------------------------------
@@ -343,6 +350,36 @@ class PlateauPlugin(base_plugin.TBPlugin):
             return None
         path = os.path.join(self._logdir, *run.split("/")) if run != "." else self._logdir
         return path if os.path.isdir(path) else None
+
+
+class _OneTagProvider:
+    """A data provider narrowed to one tag.
+
+    `rundata.from_provider` through it reads one series of a run, decoded
+    exactly as the whole run is, at the cost of that series alone.
+    """
+
+    def __init__(self, data_provider, tag):
+        self._data_provider = data_provider
+        self._tag = tag
+
+    def _narrowed(self, kwargs):
+        run_filter = kwargs.get("run_tag_filter")
+        runs = run_filter.runs if run_filter is not None else None
+        kwargs["run_tag_filter"] = provider_lib.RunTagFilter(runs=runs, tags=[self._tag])
+        return kwargs
+
+    def list_scalars(self, ctx, **kwargs):
+        return self._data_provider.list_scalars(ctx, **self._narrowed(kwargs))
+
+    def list_tensors(self, ctx, **kwargs):
+        return self._data_provider.list_tensors(ctx, **self._narrowed(kwargs))
+
+    def read_scalars(self, ctx, **kwargs):
+        return self._data_provider.read_scalars(ctx, **self._narrowed(kwargs))
+
+    def read_tensors(self, ctx, **kwargs):
+        return self._data_provider.read_tensors(ctx, **self._narrowed(kwargs))
 
 
 def _run_item(run, entry, listing):
