@@ -45,6 +45,10 @@ _SCALAR_POINTS = 1000  # points per series
 # Steps (heatmap rows) sent per per-layer series.
 _VECTOR_STEPS = 300  # steps per series
 
+# How long `/runs` waits for the runs it found new or changed to be diagnosed
+# before it answers with the rest marked pending.
+_RUNS_WAIT_S = 2.0  # seconds
+
 # Runs whose series stay in memory after their diagnosis; the others keep only
 # their report, and `/series` reads the one series it is asked for. A
 # 10,000-step, 50-layer run is ~60 MB of float64 series: a hundred such runs
@@ -153,6 +157,9 @@ class PlateauPlugin(base_plugin.TBPlugin):
         # for reading 100 runs: (experiment id, run) -> request context.
         self._pending = collections.OrderedDict()
         self._worker = None
+        self._in_progress = set()  # the key the worker is diagnosing now
+        self._idle = threading.Event()  # set while nothing is queued
+        self._idle.set()
         self._in_memory = collections.OrderedDict()  # key -> _Entry holding series, oldest first
         self._static_cache = {}  # file name -> gzipped bytes
 
@@ -227,21 +234,30 @@ class PlateauPlugin(base_plugin.TBPlugin):
         A run is diagnosable when it holds plateau data or a loss-like scalar.
         A Keras "…/validation" run is folded into its "…/train" sibling. A run
         that cannot be read or diagnosed is listed with an ``error``; the
-        others are unaffected. Never reads a run's series: a run not yet
-        diagnosed (or whose data changed since) is listed with
-        ``"pending": true`` (and its last verdict, if any) and diagnosed in the
-        background; the tab asks again.
+        others are unaffected. Never reads a run's series itself: runs not yet
+        diagnosed (or whose data changed since) are diagnosed in the
+        background; it waits at most `_RUNS_WAIT_S` for them, and lists those
+        still waiting with ``"pending": true`` (and their last verdict, if
+        any); the tab asks again.
         """
         listing = _Listing(self._data_provider, ctx, experiment_id)
-        runs = []
-        for run in listing.diagnosable_runs():
-            fingerprint = listing.fingerprint(run)
+        names = listing.diagnosable_runs()
+        fingerprints = {run: listing.fingerprint(run) for run in names}
+
+        def is_current(run):
             entry = self._cached(experiment_id, run)
-            pending = entry is None or entry.fingerprint != fingerprint
-            if pending:
-                self._enqueue(ctx, experiment_id, run)
-            item = _run_item(run, entry, listing)
-            item["pending"] = pending
+            return entry is not None and entry.fingerprint == fingerprints[run]
+
+        queued = [self._enqueue(ctx, experiment_id, run) for run in names if not is_current(run)]
+        if any(queued):
+            # Runs this call found new or changed: a few small ones are diagnosed
+            # within the wait (one answer has them all); a large logdir answers at
+            # the bound, the rest pending. Polls while they wait do not wait again.
+            self._idle.wait(_RUNS_WAIT_S)
+        runs = []
+        for run in names:
+            item = _run_item(run, self._cached(experiment_id, run), listing)
+            item["pending"] = not is_current(run)
             runs.append(item)
         return {"runs": runs}
 
@@ -292,13 +308,19 @@ class PlateauPlugin(base_plugin.TBPlugin):
             return self._cache.get((experiment_id, run))
 
     def _enqueue(self, ctx, experiment_id, run):
+        """Queues a run for the background worker; True if it was not queued yet."""
+        key = (experiment_id, run)
         with self._cache_lock:
-            self._pending[(experiment_id, run)] = ctx
+            if key in self._pending or key in self._in_progress:
+                return False
+            self._pending[key] = ctx
+            self._idle.clear()
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._diagnose_pending, name="tb_plateau-diagnosis", daemon=True
                 )
                 self._worker.start()
+        return True
 
     def _diagnose_pending(self):
         """Background: diagnoses queued runs one at a time, then ends."""
@@ -306,14 +328,19 @@ class PlateauPlugin(base_plugin.TBPlugin):
             with self._cache_lock:
                 if not self._pending:
                     self._worker = None
+                    self._idle.set()
                     return
                 (experiment_id, run), ctx = self._pending.popitem(last=False)
+                self._in_progress.add((experiment_id, run))
             try:
                 listing = _Listing(self._data_provider, ctx, experiment_id, run=run)
                 if run in listing.run_names:
                     self._entry(ctx, experiment_id, run, listing)
             except Exception:  # noqa: BLE001 - the run is tried again on its next request
                 logger.exception("tb_plateau: background diagnosis of run %r failed", run)
+            finally:
+                with self._cache_lock:
+                    self._in_progress.discard((experiment_id, run))
 
     def _known_entry(self, ctx, experiment_id, run):
         listing = _Listing(self._data_provider, ctx, experiment_id, run=run)

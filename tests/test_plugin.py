@@ -264,8 +264,9 @@ def test_newer_data_version_is_reported_not_fatal(server):
     assert any("newer" in problem for problem in entry["problems"])
 
 
-def test_runs_never_waits_for_a_diagnosis(logdir, monkeypatch):
+def test_runs_never_waits_long_for_a_diagnosis(logdir, monkeypatch):
     import threading
+    import time
 
     release = threading.Event()
     real = diagnosis.run_report
@@ -275,9 +276,13 @@ def test_runs_never_waits_for_a_diagnosis(logdir, monkeypatch):
         return real(run_data)
 
     monkeypatch.setattr(diagnosis, "run_report", blocked)
+    monkeypatch.setattr(plugin, "_RUNS_WAIT_S", 0.2)
     fresh = Server(logdir)
     first = fresh.json(PREFIX + "/runs")["runs"]
     assert first and all(e["pending"] and e["verdict"] is None for e in first)
+    again = time.monotonic()
+    fresh.json(PREFIX + "/runs")
+    assert time.monotonic() - again < 5
     release.set()
     runs = fresh.runs()
     assert all(not e["pending"] and e["verdict"] for e in runs.values())
@@ -293,6 +298,11 @@ def test_only_a_few_runs_keep_their_series_in_memory(logdir):
     (tab,) = [p for p in fresh.app._plugins if p.plugin_name == "plateau"]
     held = [e for e in tab._cache.values() if e.data is not None]
     assert len(held) <= plugin._RUNS_WITH_SERIES_IN_MEMORY
+
+
+def test_a_small_logdir_is_diagnosed_within_one_runs_request(logdir):
+    runs = Server(logdir).json(PREFIX + "/runs")["runs"]
+    assert all(not e["pending"] and e["verdict"] for e in runs), runs
 
 
 # -- caching --------------------------------------------------------------------
