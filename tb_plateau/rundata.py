@@ -372,21 +372,29 @@ _READ_PLUGINS = (metadata.PLUGIN_NAME, "scalars")
 
 
 class _Tag:
-    __slots__ = ("metadata", "steps", "wall_times", "tensors")
+    """One tag's points: (step, wall time, TensorProto), in reading order."""
+
+    __slots__ = ("metadata", "points", "dropped")
 
     def __init__(self):
         self.metadata = None
-        self.steps = []
-        self.wall_times = []
-        self.tensors = []
+        self.points = []
+        self.dropped = False  # another plugin's tag: its values are not kept
+
+    @property
+    def steps(self):
+        return [p[0] for p in self.points]
+
+    @property
+    def wall_times(self):
+        return [p[1] for p in self.points]
+
+    @property
+    def tensors(self):
+        return [p[2] for p in self.points]
 
     def keep_before(self, step):
-        kept = [i for i, s in enumerate(self.steps) if s < step]
-        removed = len(self.steps) - len(kept)
-        self.steps = [self.steps[i] for i in kept]
-        self.wall_times = [self.wall_times[i] for i in kept]
-        self.tensors = [self.tensors[i] for i in kept]
-        return removed
+        self.points = [p for p in self.points if p[0] < step]
 
 
 class EventFilesProvider(provider_lib.DataProvider):
@@ -412,17 +420,34 @@ class EventFilesProvider(provider_lib.DataProvider):
         import mmap
 
         from tensorboard import data_compat, dataclass_compat
-        from tensorboard.compat.proto import event_pb2
+        from tensorboard.compat.proto import event_pb2, summary_pb2
 
         if not offsets:
             return
         initial_metadata = {}  # per file, as each EventFileLoader keeps it
+        # Tags whose first metadata in this file names a data class: both
+        # migrations return their tensor values unchanged, so an event made of
+        # such values only (nearly all of them) skips the migration calls.
+        settled = set()
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
             for offset, length in zip(offsets, lengths):
                 event = event_pb2.Event.FromString(buffer[offset : offset + length])
+                values = event.summary.value
+                if (
+                    values
+                    and event.WhichOneof("what") == "summary"
+                    and all(v.tag in settled and v.WhichOneof("value") == "tensor" for v in values)
+                ):
+                    self._process(event)
+                    continue
                 event = data_compat.migrate_event(event)
                 for migrated in dataclass_compat.migrate_event(event, initial_metadata):
                     self._process(migrated)
+                settled.update(
+                    tag
+                    for tag, md in initial_metadata.items()
+                    if md.data_class != summary_pb2.DATA_CLASS_UNKNOWN
+                )
 
     def _process(self, event):
         from tensorboard.backend.event_processing import event_util
@@ -433,22 +458,18 @@ class EventFilesProvider(provider_lib.DataProvider):
         self._maybe_purge(event, event_pb2)
         if not event.HasField("summary"):
             return
+        step, wall_time = event.step, event.wall_time
         for value in event.summary.value:
             tag = value.tag or value.node_name
             data = self._tags.get(tag)
             if data is None:
                 data = self._tags[tag] = _Tag()
-            if value.HasField("metadata") and data.metadata is None:
+            if data.metadata is None and value.HasField("metadata"):
                 data.metadata = value.metadata
-            if data.metadata is not None and data.metadata.plugin_data.plugin_name not in (
-                _READ_PLUGINS
-            ):
-                data.tensors = data.steps = data.wall_times = ()  # not ours: drop
-                continue
-            if value.HasField("tensor"):
-                data.steps.append(event.step)
-                data.wall_times.append(event.wall_time)
-                data.tensors.append(value.tensor)
+                if data.metadata.plugin_data.plugin_name not in _READ_PLUGINS:
+                    data.dropped, data.points = True, []
+            if not data.dropped and value.HasField("tensor"):
+                data.points.append((step, wall_time, value.tensor))
 
     def _maybe_purge(self, event, event_pb2):
         # EventAccumulator._MaybePurgeOrphanedData, for the tags we keep.
@@ -456,13 +477,12 @@ class EventFilesProvider(provider_lib.DataProvider):
             if event.session_log.status == event_pb2.SessionLog.START:
                 if self._seen_session_start:
                     for data in self._tags.values():
-                        if isinstance(data.steps, list):
-                            data.keep_before(event.step)
+                        data.keep_before(event.step)
                 self._seen_session_start = True
         elif event.step < self._most_recent_step and event.HasField("summary"):
             for value in event.summary.value:
                 data = self._tags.get(value.tag)
-                if data is not None and isinstance(data.steps, list):
+                if data is not None:
                     data.keep_before(event.step)
         if event.HasField("summary"):
             self._most_recent_step = event.step
@@ -486,7 +506,7 @@ class EventFilesProvider(provider_lib.DataProvider):
             if data.metadata is not None
             and data.metadata.plugin_data.plugin_name == plugin_name
             and data.metadata.data_class == data_class
-            and data.steps
+            and data.points
             and (tags is None or tag in tags)
         }
 
