@@ -4,6 +4,11 @@ Imports without TensorFlow and starts fast: TensorBoard's event reader would
 import TensorFlow when it is installed (seconds), so for local paths we point
 `tensorboard.compat.tf` at TensorBoard's own stub before anything resolves it.
 Paths with a scheme (gs://, s3://) keep real TensorFlow for its filesystems.
+
+One run is read and diagnosed at a time (memory: one run). A run that cannot
+be read, or only in part, gets a report all the same, flagged "incomplete"
+with notes; `--json` is strict JSON (NaN/±Inf as the strings "NaN",
+"Infinity", "-Infinity", as the Plateau tab's routes write them).
 """
 
 import argparse

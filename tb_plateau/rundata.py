@@ -1,9 +1,14 @@
 """One run's series as numpy arrays, read through TensorBoard's data provider.
 
 The Plateau tab reads through `context.data_provider` (Rust data server or
-Python loader); the CLI builds a `MultiplexerDataProvider` over one run at a
-time. Both go through `from_provider`, so the tab and the CLI see the same
-numbers. Importable without TensorFlow.
+Python loader). The CLI reads one local run at a time with `EventFilesProvider`:
+the run's readable records in one pass, checksums checked vectorized, what
+TensorBoard's loader does to them kept (compat migrations, restart purge), and
+every damaged or empty file named in `RunData.problems` (TensorBoard's readers
+stop silently at a corrupt record). Remote runs go through TensorBoard's
+`EventMultiplexer`. All go through `from_provider`, so the tab and the CLI see
+the same numbers (tests/test_robustness.py checks the two readers agree).
+Importable without TensorFlow.
 """
 
 import dataclasses
