@@ -81,8 +81,8 @@ NOT_RECORDED_NOTE = (
 )
 NO_LOSS_NOTE = "No loss series found in this run (no scalar named like a loss)."
 INCOMPLETE_NOTE = (
-    "Part of this run could not be read (see the notes below), so it was not fully"
-    ' diagnosed; the verdict is at least "warning" until it can be read.'
+    "Part of this run could not be read (see the notes below): the verdict covers only"
+    " what was read."
 )
 
 
