@@ -33,15 +33,19 @@ def _classifier(keras, hidden=(32, 32), activation="relu", out_activation=None, 
     return keras.Sequential(layers)
 
 
+def _compile(keras, model, optimizer):
+    model.compile(
+        optimizer,
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
 def healthy(keras, rng):
     """A well-set-up classifier: Adam at 1e-3, unit-scale inputs, logits + from_logits."""
     x, y = _data(rng)
     model = _classifier(keras)
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _compile(keras, model, keras.optimizers.Adam(1e-3))
     return model, x, y, 12
 
 
@@ -49,11 +53,7 @@ def learning_rate_too_high(keras, rng):
     """Plain SGD at a learning rate of 3: the loss spikes and diverges."""
     x, y = _data(rng)
     model = _classifier(keras)
-    model.compile(
-        keras.optimizers.SGD(3.0),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _compile(keras, model, keras.optimizers.SGD(3.0))
     return model, x, y, 6
 
 
@@ -62,11 +62,7 @@ def unnormalized_inputs(keras, rng):
     x, y = _data(rng)
     scales = np.logspace(0, 4, x.shape[1]).astype("float32")
     model = _classifier(keras)
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _compile(keras, model, keras.optimizers.Adam(1e-3))
     return model, x * scales + 1000.0, y, 6
 
 
@@ -79,11 +75,7 @@ def vanishing_gradients(keras, rng):
         activation="sigmoid",
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.05),
     )
-    model.compile(
-        keras.optimizers.SGD(0.01),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _compile(keras, model, keras.optimizers.SGD(0.01))
     return model, x, y, 6
 
 
@@ -91,11 +83,7 @@ def softmax_into_from_logits(keras, rng):
     """A softmax output fed to a loss told `from_logits=True`."""
     x, y = _data(rng)
     model = _classifier(keras, out_activation="softmax")
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _compile(keras, model, keras.optimizers.Adam(1e-3))
     return model, x, y, 8
 
 
@@ -103,11 +91,7 @@ def dead_relus(keras, rng):
     """ReLU layers whose biases start at -10: almost every unit never fires."""
     x, y = _data(rng)
     model = _classifier(keras, bias_initializer=keras.initializers.Constant(-10.0))
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    _compile(keras, model, keras.optimizers.Adam(1e-3))
     return model, x, y, 6
 
 
