@@ -84,7 +84,6 @@ _ACTIVATION_LAYER_NAMES = {
 }
 
 # Per-layer entries stored in the step variables.
-_GRAD_FIELDS = ("norm", "zero_count", "nonfinite")
 _ACT_FIELDS = ("mean", "std", "dead_fraction", "saturated_fraction", "nonfinite")
 _OUTPUT_FIELDS = ("min", "max", "mean", "row_sum_min", "row_sum_max", "row_sum_mean")
 _STEP_FIELDS = ("loss", "inputs_nonfinite", "labels_nonfinite", "loss_nonfinite", "batch_size")
@@ -843,7 +842,7 @@ def _update_ratio(index, before, after):
 
 
 def _data_summary(
-    index, input_names, feature_stats, label_stats, class_counts, x_dtypes, y_dtypes, y_shapes
+    input_names, feature_stats, label_stats, class_counts, x_dtypes, y_dtypes, y_shapes
 ):
     inputs = []
     for (name, _), stats, dtype in zip(input_names, feature_stats, x_dtypes):
@@ -1184,7 +1183,7 @@ def _record_vectors(
     step_nonfinite=(0.0, 0.0, 0.0),
     weights=None,
 ):
-    """The vectors of one record, and the NaN/Inf totals per source.
+    """The vectors of one record, the NaN/Inf totals per source among them.
 
     gradients: [layers, 3] norm / zero count / NaN count, or None.
     activations: per activation layer a [5] array or None.
@@ -1246,7 +1245,7 @@ def _record_vectors(
         act_nonfinite_total,
     ]
     vectors.append((metadata.NONFINITE, nonfinite, list(metadata.NUMERICS_SOURCES), {}))
-    return vectors, sum(nonfinite) > 0
+    return vectors
 
 
 def _static_config(model, index, every_n_steps, recorder):
@@ -1458,7 +1457,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
 
     def _record_nonfinite_step(self, step):
         weights = self._guard().run("weights", _read_weights, self._index)
-        vectors, _ = _record_vectors(self._index, self._guard(), weights=weights)
+        vectors = _record_vectors(self._index, self._guard(), weights=weights)
         unknown = float("nan")
         nonfinite = [unknown, unknown, 1.0, unknown, unknown, unknown]
         for name, values, *_ in vectors:
@@ -1493,7 +1492,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
                 "update_ratio", _update_ratio, self._index, self._weights_before, weights
             )
         self._weights_before = None
-        vectors, _ = _record_vectors(
+        vectors = _record_vectors(
             self._index,
             guard,
             weights=weights,
@@ -1518,7 +1517,6 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def _data_summary(self):
         shapes = self._vars.shapes
         return _data_summary(
-            self._index,
             self._input_info,
             [v.numpy() for v in self._vars.features],
             list(self._vars.label_summaries.numpy()),
@@ -1700,7 +1698,7 @@ class Recorder:
         if learning_rate is not None:
             scalars.append((metadata.LEARNING_RATE, float(learning_rate)))
         weights = guard.run("weights", _read_weights, index)
-        vectors, _ = _record_vectors(
+        vectors = _record_vectors(
             index,
             guard,
             weights=weights,
@@ -1769,7 +1767,6 @@ class Recorder:
                 label_summaries.append(summary.numpy())
                 label_counts.append(counts.numpy())
         config["data"] = _data_summary(
-            self._index,
             input_info,
             feature_stats,
             label_summaries,
