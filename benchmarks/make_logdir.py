@@ -245,7 +245,7 @@ def _write_events(run_dir, events):
     TensorBoard's `EventFileWriter` names the file and writes its first record
     (the file version); the records follow in its framing (length, masked
     CRC-32C of the length, Event, masked CRC-32C of the Event), with the
-    checksums computed vectorized (`rundata.masked_crc32c_many`): the writer's
+    checksums computed vectorized (`records.masked_crc32c_many`): the writer's
     own pure-Python checksum loop would take 0.4 ms a record.
     """
     import glob
@@ -253,7 +253,7 @@ def _write_events(run_dir, events):
 
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from tb_plateau.rundata import masked_crc32c_many
+    from tb_plateau.records import masked_crc32c_many
 
     before = set(glob.glob(os.path.join(run_dir, "*tfevents*")))
     EventFileWriter(run_dir).close()

@@ -16,7 +16,7 @@ recomputed only when the run's data changes (its tags' max step or wall time).
 Both loaders pass over damaged event files quietly (a corrupt record hides
 the rest of its file), so a run would look complete when it is not: each time
 a local run is diagnosed, its files are checked as the CLI checks them
-(`rundata.scan_run_directory`) and what is found goes into the run's
+(`records.scan_run_directory`) and what is found goes into the run's
 `problems`, which the report shows as notes.
 """
 
@@ -35,7 +35,7 @@ from tensorboard.data import provider as provider_lib
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_plateau import metadata, rundata
+from tb_plateau import metadata, records, rundata
 
 logger = logging.getLogger("tb_plateau")
 
@@ -541,7 +541,7 @@ def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint, run_
         for name in (run, sibling):
             directory = run_dir(name) if name else None
             if directory is not None:
-                problems, data_lost = rundata.scan_run_directory(directory)
+                problems, data_lost = records.scan_run_directory(directory)
                 data.problems.extend(problems)
                 data.incomplete = data.incomplete or data_lost
     except errors.PublicError:

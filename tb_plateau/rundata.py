@@ -13,14 +13,14 @@ Importable without TensorFlow.
 
 import dataclasses
 import json
+import mmap
 import os
-import struct
 from typing import Dict, List, Optional
 
 import numpy as np
 from tensorboard.data import provider as provider_lib
 
-from tb_plateau import metadata
+from tb_plateau import metadata, records
 
 # Points read per series. A million-step run recorded every 100 steps has
 # 10,000 records; beyond this the provider downsamples uniformly.
@@ -107,7 +107,7 @@ def _sorted_unique(steps, rows):
     newer record is the one that describes the weights now on disk.
     """
     steps = np.asarray(steps, dtype=np.int64)
-    if len(steps) == 0:
+    if len(steps) == 0 or (steps[1:] > steps[:-1]).all():  # already ordered (the usual case)
         return steps, rows
     # Reverse, take the first occurrence of each step (= the last written),
     # then np.unique sorts by step.
@@ -124,22 +124,23 @@ def series_from_points(steps, values):
     return Series(steps, values)
 
 
-def _vector_from_data(datums, header):
+def _vector_from_points(steps, arrays, header):
+    """A `VectorSeries` from points' steps and arrays (an array [n, ...] or a list)."""
     labels = list(header.get("labels") or [])
     width = len(labels)
-    if datums and width:
+    if len(steps) and width:
         # All rows of the labels' width (the usual case): one array at once.
         try:
-            values = np.array([d.numpy for d in datums], dtype=np.float64)
+            values = np.asarray(arrays, dtype=np.float64)
         except (TypeError, ValueError):  # ragged or not numeric: row by row below
             values = None
         if values is not None and values.ndim == 2 and values.shape[1] == width:
-            steps, values = _sorted_unique([d.step for d in datums], values)
+            steps, values = _sorted_unique(steps, values)
             return VectorSeries(steps, values, labels, header)
-    steps = []
+    kept_steps = []
     rows = []
-    for datum in datums:
-        row = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+    for step, array in zip(steps, arrays):
+        row = np.asarray(array, dtype=np.float64).reshape(-1)
         if width == 0:
             width = len(row)
             labels = [str(i) for i in range(width)]
@@ -147,16 +148,15 @@ def _vector_from_data(datums, header):
             # A vector of another width (e.g. a model rebuilt with other
             # layers into the same run) cannot share this table.
             continue
-        steps.append(datum.step)
+        kept_steps.append(step)
         rows.append(row)
     values = np.array(rows, dtype=np.float64).reshape(len(rows), width)
-    steps, values = _sorted_unique(steps, values)
+    steps, values = _sorted_unique(kept_steps, values)
     return VectorSeries(steps, values, labels, header)
 
 
-def _decode_config(datums):
-    for datum in reversed(list(datums)):
-        raw = datum.numpy
+def _decode_config(arrays):
+    for raw in reversed(list(arrays)):
         try:
             item = raw.item() if hasattr(raw, "item") else raw
             if isinstance(item, bytes):
@@ -167,6 +167,30 @@ def _decode_config(datums):
         if isinstance(config, dict):
             return config
     return None
+
+
+def _read_points(data_provider, ctx, experiment_id, run, plugin_name, tags, scalars):
+    """{tag: (steps, values)} of scalar or tensor tags (all of the run's when tags is None).
+
+    Scalars' values are floats; tensors' are arrays (one array [n, ...] from
+    `EventFilesProvider`, a list from other providers).
+    """
+    if isinstance(data_provider, EventFilesProvider):
+        if scalars:
+            return data_provider.scalar_arrays(plugin_name, tags)
+        return data_provider.tensor_arrays(plugin_name, tags)
+    read = data_provider.read_scalars if scalars else data_provider.read_tensors
+    data = read(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=plugin_name,
+        downsample=MAX_POINTS,
+        run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=tags),
+    ).get(run, {})
+    return {
+        tag: ([p.step for p in points], [p.value if scalars else p.numpy for p in points])
+        for tag, points in data.items()
+    }
 
 
 def from_provider(data_provider, ctx, experiment_id, run):
@@ -205,36 +229,26 @@ def from_provider(data_provider, ctx, experiment_id, run):
 
     scalar_tags = [t for t in plateau_scalars if t in headers]
     if scalar_tags:
-        data = data_provider.read_scalars(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=MAX_POINTS,
-            run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=scalar_tags),
-        ).get(run, {})
-        for tag, points in data.items():
+        points = _read_points(
+            data_provider, ctx, experiment_id, run, metadata.PLUGIN_NAME, scalar_tags, True
+        )
+        for tag, (steps, values) in points.items():
             name = metadata.short_name(tag)
             if name is not None:
-                result.scalars[name] = series_from_points(
-                    [p.step for p in points], [p.value for p in points]
-                )
+                result.scalars[name] = series_from_points(steps, values)
 
     tensor_tags = [t for t in plateau_tensors if t in headers]
     if tensor_tags:
-        data = data_provider.read_tensors(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=MAX_POINTS,
-            run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=tensor_tags),
-        ).get(run, {})
-        for tag, datums in data.items():
+        points = _read_points(
+            data_provider, ctx, experiment_id, run, metadata.PLUGIN_NAME, tensor_tags, False
+        )
+        for tag, (steps, arrays) in points.items():
             name = metadata.short_name(tag)
             if name == metadata.CONFIG:
-                result.config = _decode_config(datums)
+                result.config = _decode_config(arrays)
             elif name is not None:
                 try:
-                    result.vectors[name] = _vector_from_data(datums, headers[tag])
+                    result.vectors[name] = _vector_from_points(steps, arrays, headers[tag])
                 except (TypeError, ValueError) as e:
                     result.problems.append("%s: unreadable values (%s)" % (tag, e))
                     result.incomplete = True
@@ -251,17 +265,8 @@ def _read_other_scalars(data_provider, ctx, experiment_id, run):
     ).get(run, {})
     if not listing:
         return {}
-    data = data_provider.read_scalars(
-        ctx,
-        experiment_id=experiment_id,
-        plugin_name="scalars",
-        downsample=MAX_POINTS,
-        run_tag_filter=run_filter,
-    ).get(run, {})
-    return {
-        tag: series_from_points([p.step for p in points], [p.value for p in points])
-        for tag, points in data.items()
-    }
+    points = _read_points(data_provider, ctx, experiment_id, run, "scalars", None, True)
+    return {tag: series_from_points(steps, values) for tag, (steps, values) in points.items()}
 
 
 def keras_validation_sibling(run, run_names):
@@ -328,78 +333,115 @@ def read_logdir_run_with_multiplexer(logdir, run):
     data_provider = mux_provider.MultiplexerDataProvider(multiplexer, logdir)
     data = from_provider(data_provider, tb_context.RequestContext(), "", run)
     if "://" not in path:
-        problems, data_lost = scan_run_directory(path)
+        problems, data_lost = records.scan_run_directory(path)
         data.problems.extend(problems)
         data.incomplete = data.incomplete or data_lost
     return data
 
 
-def read_run_directory(run_dir, run):
+def read_run_directory(run_dir, run, bulk=True):
     """Reads one local run: its event files' readable records, in one pass.
 
     Yields what TensorBoard's readers yield for the run (the records before
     any damage, the same compat migrations, the same purge of orphaned data
     on a restart) through `EventFilesProvider` and `from_provider`, plus a
-    problem line for each damaged or empty file. The checksums are checked
-    once, vectorized (`scan_event_file`), instead of TensorBoard's Python
-    reader's per-byte loop; per-layer vectors are decoded in bulk.
+    problem line for each damaged or empty file. Checksums are checked once
+    per record (`records.scan_event_file`); look-alike records are decoded in
+    bulk (`records.RecordTemplate`) unless `bulk` is False.
     """
-    provider = EventFilesProvider(run)
-    problems = []
-    data_lost = False
-    for path in _run_event_files(run_dir):
-        try:
-            scan = scan_event_file(path)
-            provider.add_records(path, scan.offsets, scan.lengths)
-        except OSError as e:
-            problems.append("cannot read %s: %s" % (os.path.basename(path), e))
-            data_lost = True
-            continue
-        problems.extend(scan.problems)
-        data_lost = data_lost or scan.data_lost
+    provider = EventFilesProvider(run, bulk=bulk)
+    problems, data_lost = records.scan_run_directory(
+        run_dir, read=lambda path, scan: provider.add_records(path, scan.offsets, scan.lengths)
+    )
     data = from_provider(provider, None, "", run)
     data.problems.extend(problems)
     data.incomplete = data.incomplete or data_lost
     return data
 
 
-def _run_event_files(run_dir):
-    """The event files TensorBoard reads for a run: directly in its directory, by name."""
-    from tensorboard.backend.event_processing import io_wrapper
-
-    paths = (os.path.join(run_dir, name) for name in sorted(os.listdir(run_dir)))
-    return [p for p in paths if io_wrapper.IsSummaryEventsFile(p) and os.path.isfile(p)]
-
-
 # Plugins whose data `from_provider` reads; other plugins' values (images,
 # histograms) are dropped on reading, so a run's memory is what we use.
 _READ_PLUGINS = (metadata.PLUGIN_NAME, "scalars")
 
+# A point's place in reading order: record number x this + value index.
+_VALUES_PER_RECORD = 1 << 20
+# Layouts tried per record length before the rest are parsed one by one.
+_TEMPLATES_PER_LENGTH = 4
+
 
 class _Tag:
-    """One tag's points: (step, wall time, TensorProto), in reading order."""
+    """One tag's points, in reading order once `columns` has sorted them.
 
-    __slots__ = ("metadata", "points", "dropped")
+    Points come as TensorProtos (records parsed one by one) and as blocks of
+    arrays (records decoded in bulk); each carries its place in reading order.
+    """
 
-    def __init__(self):
+    __slots__ = ("name", "metadata", "dropped", "protos", "blocks", "_columns")
+
+    def __init__(self, name):
+        self.name = name
         self.metadata = None
-        self.points = []
         self.dropped = False  # another plugin's tag: its values are not kept
+        self.protos = []  # (order, step, wall time, TensorProto)
+        self.blocks = []  # (orders, steps, wall times, values [n, *shape])
+        self._columns = None
 
-    @property
-    def steps(self):
-        return [p[0] for p in self.points]
+    def add_proto(self, order, step, wall_time, tensor):
+        self.protos.append((order, step, wall_time, tensor))
+        self._columns = None
 
-    @property
-    def wall_times(self):
-        return [p[1] for p in self.points]
+    def add_block(self, orders, steps, wall_times, values):
+        self.blocks.append((orders, steps, wall_times, values))
+        self._columns = None
 
-    @property
-    def tensors(self):
-        return [p[2] for p in self.points]
+    def drop(self):
+        self.dropped, self.protos, self.blocks, self._columns = True, [], [], None
 
-    def keep_before(self, step):
-        self.points = [p for p in self.points if p[0] < step]
+    def columns(self, purges):
+        """(steps, wall times, values) in reading order, purged; cached.
+
+        values is an array whose first axis runs over the points when they
+        share dtype and shape, else a list of arrays.
+        """
+        if self._columns is None:
+            self._columns = self._gather(purges)
+        return self._columns
+
+    def _gather(self, purges):
+        pieces = list(self.blocks)
+        if self.protos:
+            orders, steps, walls, tensors = zip(*self.protos)
+            pieces.append(
+                (
+                    np.array(orders, dtype=np.int64),
+                    np.array(steps, dtype=np.int64),
+                    np.array(walls, dtype=np.float64),
+                    _decode_tensors(list(tensors)),
+                )
+            )
+        if not pieces:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, np.zeros(0), np.zeros((0,))
+        orders = np.concatenate([p[0] for p in pieces])
+        steps = np.concatenate([p[1] for p in pieces])
+        walls = np.concatenate([p[2] for p in pieces])
+        arrays = [p[3] for p in pieces]
+        uniform = all(isinstance(a, np.ndarray) for a in arrays) and (
+            len({a.shape[1:] for a in arrays}) == 1
+        )
+        if uniform:
+            values = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        else:
+            values = [row for a in arrays for row in a]
+        keep = np.ones(len(orders), dtype=bool)
+        for order, step, tags in purges:
+            if tags is None or self.name in tags:
+                keep &= (orders > order) | (steps < step)
+        index = np.argsort(orders, kind="stable")
+        index = index[keep[index]]
+        if uniform:
+            return steps[index], walls[index], values[index]
+        return steps[index], walls[index], [values[i] for i in index.tolist()]
 
 
 class EventFilesProvider(provider_lib.DataProvider):
@@ -409,86 +451,154 @@ class EventFilesProvider(provider_lib.DataProvider):
     (`data_compat` and `dataclass_compat` migrations per file, first metadata
     of a tag wins, orphaned data purged on a restart), but keeps every point
     (no reservoir sampling, no downsampling) and only the plugins we read.
+    Records that `records.RecordTemplate` decodes in bulk take the path the
+    accumulator takes for them: tensor values of tags whose data class is
+    known pass both migrations unchanged, and only a session log or an
+    out-of-order step in an old-format file purges.
     """
 
-    def __init__(self, run):
+    def __init__(self, run, bulk=True):
         self._run = run
+        self._bulk = bulk
         self._tags = {}
         self._file_version = None
         self._seen_session_start = False
         self._most_recent_step = -1
+        self._records = 0  # records read so far, over all files: reading order
+        self._purges = []  # (order, step, tags or None): points before order, at or after step
 
     # -- feeding ---------------------------------------------------------------
 
     def add_records(self, path, offsets, lengths):
-        """Adds the records of one event file (as `FileScan` located them)."""
-        import mmap
-
+        """Adds the records of one event file (as `records.FileScan` located them)."""
         from tensorboard import data_compat, dataclass_compat
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
         if not offsets:
             return
+        for data in self._tags.values():
+            data._columns = None
+        first = self._records
+        self._records += len(offsets)
         initial_metadata = {}  # per file, as each EventFileLoader keeps it
         # Tags whose first metadata in this file names a data class: both
         # migrations return their tensor values unchanged, so an event made of
         # such values only (nearly all of them) skips the migration calls.
         settled = set()
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-            for offset, length in zip(offsets, lengths):
+            bulk = self._decode_in_bulk(buffer, offsets, lengths) if self._bulk else None
+            template_of = bulk.template_of.tolist() if bulk else [-1] * len(offsets)
+            bulk_records = []
+            last_summary = -1  # the last record parsed one by one that holds a summary
+            for i, (offset, length) in enumerate(zip(offsets, lengths)):
+                template = template_of[i]
+                if (
+                    template >= 0
+                    and self._file_version is not None
+                    and self._file_version >= 2
+                    and bulk.templates[template].tags <= settled
+                ):
+                    bulk_records.append(i)
+                    continue
+                order = (first + i) * _VALUES_PER_RECORD
                 event = event_pb2.Event.FromString(buffer[offset : offset + length])
+                if event.HasField("summary"):
+                    last_summary = i
                 values = event.summary.value
                 if (
                     values
                     and event.WhichOneof("what") == "summary"
                     and all(v.tag in settled and v.WhichOneof("value") == "tensor" for v in values)
                 ):
-                    self._process(event)
+                    self._process(event, order)
                     continue
                 event = data_compat.migrate_event(event)
                 for migrated in dataclass_compat.migrate_event(event, initial_metadata):
-                    self._process(migrated)
+                    self._process(migrated, order)
                 settled.update(
                     tag
                     for tag, md in initial_metadata.items()
                     if md.data_class != summary_pb2.DATA_CLASS_UNKNOWN
                 )
+        if bulk_records:
+            self._add_bulk(bulk, bulk_records, first)
+            if bulk_records[-1] > last_summary:  # as `_maybe_purge` would have left it
+                self._most_recent_step = bulk.step_of(bulk_records[-1])
 
-    def _process(self, event):
+    def _decode_in_bulk(self, buffer, offsets, lengths):
+        """Decodes look-alike records of one file (see `records.RecordTemplate`)."""
+        lengths_array = np.asarray(lengths, dtype=np.int64)
+        offsets_array = np.asarray(offsets, dtype=np.int64)
+        bulk = _Bulk(len(offsets))
+        sizes, inverse, counts = np.unique(lengths_array, return_inverse=True, return_counts=True)
+        for size_index in np.flatnonzero(counts >= records.MIN_BULK_RECORDS):
+            remaining = np.flatnonzero(inverse == size_index)
+            length = int(sizes[size_index])
+            # Records of one length may hold different layouts: each template
+            # is taken from the first record the ones before did not match.
+            for _ in range(_TEMPLATES_PER_LENGTH):
+                if len(remaining) < records.MIN_BULK_RECORDS:
+                    break
+                first = int(offsets_array[remaining[0]])
+                try:
+                    template = records.RecordTemplate(buffer[first : first + length])
+                except records.NoTemplate:
+                    remaining = remaining[1:]
+                    continue
+                remaining = bulk.add(template, remaining, offsets_array, length, buffer)
+        return bulk
+
+    def _add_bulk(self, bulk, chosen, first):
+        """Adds the bulk-decoded records `chosen` (indices in the file) to their tags."""
+        chosen = np.asarray(chosen, dtype=np.int64)
+        template_of = bulk.template_of[chosen]
+        for t, template in enumerate(bulk.templates):
+            indices = chosen[template_of == t]
+            if not len(indices):
+                continue
+            where = np.searchsorted(bulk.members[t], indices)  # rows of the decoded arrays
+            steps = bulk.steps[t][where]
+            walls = bulk.walls[t][where]
+            base = (first + indices) * _VALUES_PER_RECORD
+            for v, slot in enumerate(template.slots):
+                data = self._tags.get(slot.tag)
+                if data is None:
+                    data = self._tags[slot.tag] = _Tag(slot.tag)
+                if not data.dropped:
+                    data.add_block(base + v, steps, walls, bulk.values[t][v][where])
+
+    def _process(self, event, order):
         from tensorboard.backend.event_processing import event_util
         from tensorboard.compat.proto import event_pb2
 
         if event.HasField("file_version"):
             self._file_version = event_util.ParseFileVersion(event.file_version)
-        self._maybe_purge(event, event_pb2)
+        self._maybe_purge(event, order, event_pb2)
         if not event.HasField("summary"):
             return
         step, wall_time = event.step, event.wall_time
-        for value in event.summary.value:
+        for index, value in enumerate(event.summary.value):
             tag = value.tag or value.node_name
             data = self._tags.get(tag)
             if data is None:
-                data = self._tags[tag] = _Tag()
+                data = self._tags[tag] = _Tag(tag)
             if data.metadata is None and value.HasField("metadata"):
                 data.metadata = value.metadata
                 if data.metadata.plugin_data.plugin_name not in _READ_PLUGINS:
-                    data.dropped, data.points = True, []
+                    data.drop()
             if not data.dropped and value.HasField("tensor"):
-                data.points.append((step, wall_time, value.tensor))
+                data.add_proto(order + index, step, wall_time, value.tensor)
 
-    def _maybe_purge(self, event, event_pb2):
+    def _maybe_purge(self, event, order, event_pb2):
         # EventAccumulator._MaybePurgeOrphanedData, for the tags we keep.
         if self._file_version is not None and self._file_version >= 2:
             if event.session_log.status == event_pb2.SessionLog.START:
                 if self._seen_session_start:
-                    for data in self._tags.values():
-                        data.keep_before(event.step)
+                    self._purges.append((order, event.step, None))
                 self._seen_session_start = True
         elif event.step < self._most_recent_step and event.HasField("summary"):
-            for value in event.summary.value:
-                data = self._tags.get(value.tag)
-                if data is not None:
-                    data.keep_before(event.step)
+            tags = frozenset(v.tag for v in event.summary.value)
+            self._purges.append((order, event.step, tags))
         if event.HasField("summary"):
             self._most_recent_step = event.step
 
@@ -501,31 +611,36 @@ class EventFilesProvider(provider_lib.DataProvider):
         return [provider_lib.Run(run_id=self._run, run_name=self._run, start_time=None)]
 
     def _index(self, plugin_name, data_class, run_tag_filter):
+        """{tag: (its _Tag, its columns)} of the tags a request asks for."""
         runs = run_tag_filter.runs if run_tag_filter is not None else None
         tags = run_tag_filter.tags if run_tag_filter is not None else None
         if runs is not None and self._run not in runs:
             return {}
-        return {
-            tag: data
-            for tag, data in self._tags.items()
-            if data.metadata is not None
-            and data.metadata.plugin_data.plugin_name == plugin_name
-            and data.metadata.data_class == data_class
-            and data.points
-            and (tags is None or tag in tags)
-        }
+        index = {}
+        for tag, data in self._tags.items():
+            if (
+                data.metadata is None
+                or data.metadata.plugin_data.plugin_name != plugin_name
+                or data.metadata.data_class != data_class
+                or (tags is not None and tag not in tags)
+            ):
+                continue
+            columns = data.columns(self._purges)
+            if len(columns[0]):
+                index[tag] = (data, columns)
+        return index
 
     def _list(self, series_class, index):
         return {
             self._run: {
                 tag: series_class(
-                    max_step=max(data.steps),
-                    max_wall_time=max(data.wall_times),
+                    max_step=int(steps.max()),
+                    max_wall_time=float(walls.max()),
                     plugin_content=data.metadata.plugin_data.content,
                     description=data.metadata.summary_description,
                     display_name=data.metadata.display_name,
                 )
-                for tag, data in index.items()
+                for tag, (data, (steps, walls, _)) in index.items()
             }
         }
 
@@ -541,6 +656,24 @@ class EventFilesProvider(provider_lib.DataProvider):
         index = self._index(plugin_name, summary_pb2.DATA_CLASS_TENSOR, run_tag_filter)
         return self._list(provider_lib.TensorTimeSeries, index)
 
+    def scalar_arrays(self, plugin_name, tags=None):
+        """{tag: (steps, float64 values)} of scalar tags, without per-point objects."""
+        from tensorboard.compat.proto import summary_pb2
+
+        run_tag_filter = provider_lib.RunTagFilter(runs=[self._run], tags=tags)
+        index = self._index(plugin_name, summary_pb2.DATA_CLASS_SCALAR, run_tag_filter)
+        return {
+            tag: (steps, _scalar_values(values)) for tag, (_, (steps, _, values)) in index.items()
+        }
+
+    def tensor_arrays(self, plugin_name, tags=None):
+        """{tag: (steps, values)} of tensor tags; values as `_Tag.columns` gives them."""
+        from tensorboard.compat.proto import summary_pb2
+
+        run_tag_filter = provider_lib.RunTagFilter(runs=[self._run], tags=tags)
+        index = self._index(plugin_name, summary_pb2.DATA_CLASS_TENSOR, run_tag_filter)
+        return {tag: (steps, values) for tag, (_, (steps, _, values)) in index.items()}
+
     def read_scalars(
         self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None
     ):
@@ -550,12 +683,12 @@ class EventFilesProvider(provider_lib.DataProvider):
         return {
             self._run: {
                 tag: [
-                    provider_lib.ScalarDatum(step, wall_time, float(value))
+                    provider_lib.ScalarDatum(step, wall_time, value)
                     for step, wall_time, value in zip(
-                        data.steps, data.wall_times, _scalar_values(data.tensors)
+                        steps.tolist(), walls.tolist(), _scalar_values(values).tolist()
                     )
                 ]
-                for tag, data in index.items()
+                for tag, (_, (steps, walls, values)) in index.items()
             }
         }
 
@@ -574,22 +707,22 @@ class EventFilesProvider(provider_lib.DataProvider):
         from tensorboard.compat.proto import summary_pb2
 
         index = self._index(plugin_name, summary_pb2.DATA_CLASS_TENSOR, run_tag_filter)
-        result = {}
-        for tag, data in index.items():
-            arrays = _decode_tensors(data.tensors)
-            result[tag] = [
-                provider_lib.TensorDatum(step, wall_time, array)
-                for step, wall_time, array in zip(data.steps, data.wall_times, arrays)
-            ]
-        return {self._run: result}
+        return {
+            self._run: {
+                tag: [
+                    provider_lib.TensorDatum(step, wall_time, array)
+                    for step, wall_time, array in zip(steps.tolist(), walls.tolist(), values)
+                ]
+                for tag, (_, (steps, walls, values)) in index.items()
+            }
+        }
 
 
-def _scalar_values(tensors):
-    """One float per TensorProto, as `MultiplexerDataProvider.read_scalars` reads it."""
-    arrays = _decode_tensors(tensors)
-    if isinstance(arrays, np.ndarray) and arrays.ndim == 1:
-        return arrays.astype(np.float64).tolist()
-    return [float(np.asarray(a).item()) for a in arrays]
+def _scalar_values(values):
+    """One float64 per point, as `MultiplexerDataProvider.read_scalars` reads it."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values.astype(np.float64)
+    return np.array([float(np.asarray(a).item()) for a in values], dtype=np.float64)
 
 
 def _decode_tensors(tensors):
@@ -617,223 +750,55 @@ def _decode_tensors(tensors):
         if not dims:  # scalars written as float_val / double_val
             field = "float_val" if first.dtype == types_pb2.DT_FLOAT else "double_val"
             if all(len(getattr(t, field)) == 1 for t in tensors):
-                return np.array([getattr(t, field)[0] for t in tensors], dtype=np.float64)
+                return np.array([getattr(t, field)[0] for t in tensors], dtype=dtype)
     return [tensor_util.make_ndarray(t) for t in tensors]
 
 
-# --------------------------------------------------------------------------
-# Record framing: what TensorBoard's readers do not say
-#
-# An event file is a sequence of records: uint64 length, uint32 masked CRC-32C
-# of the length, the serialized Event, uint32 masked CRC-32C of the Event.
-# TensorBoard's readers (Python and TensorFlow) stop reading a file at the
-# first record that fails a check and log it at debug level only: a truncated
-# last record is a training still writing (read on the next reload), but a
-# corrupt record in the middle silently hides every record after it. This scan
-# finds both, per file, so the CLI can say what is missing.
+class _Bulk:
+    """The records of one file that `records.RecordTemplate`s decoded, by template."""
 
-_HEADER_BYTES = 12  # uint64 length + uint32 CRC of it
-_FOOTER_BYTES = 4  # uint32 CRC of the data
-# Records of equal length are checked together, this many at a time: bounds
-# the scan's memory to about CHUNK x record size.
-_CRC_CHUNK = 4096  # records
-# Fewer records of one length than this are checked one by one in Python:
-# a vectorized pass costs a numpy call per byte whatever the record count.
-_MIN_VECTORIZED = 16  # records
+    def __init__(self, records_in_file):
+        self.template_of = np.full(records_in_file, -1, dtype=np.int64)
+        self.templates = []
+        self.members = []  # per template: record indices in the file, ascending
+        self.steps = []
+        self.walls = []
+        self.values = []  # per template: one array per slot
 
+    def add(self, template, members, offsets, length, buffer):
+        """Decodes the records `members` (all `length` bytes) that match `template`.
 
-@dataclasses.dataclass
-class FileScan:
-    """The record framing of one event file.
+        Returns the members that do not match it.
+        """
+        matched, unmatched, steps, walls, values = [], [], [], [], []
+        for start in range(0, len(members), records.CHUNK):
+            chunk = members[start : start + records.CHUNK]
+            rows = records.records_as_rows(buffer, offsets[chunk].tolist(), length)
+            ok = template.match(rows)
+            unmatched.append(chunk[~ok])
+            if not ok.any():
+                continue
+            if not ok.all():
+                chunk, rows = chunk[ok], rows[ok]
+            chunk_steps, chunk_walls, chunk_values = template.decode(rows)
+            matched.append(chunk)
+            steps.append(chunk_steps)
+            walls.append(chunk_walls)
+            values.append(chunk_values)
+        unmatched = np.concatenate(unmatched)
+        if not matched:
+            return unmatched
+        t = len(self.templates)
+        self.templates.append(template)
+        self.members.append(np.concatenate(matched))
+        self.template_of[self.members[t]] = t
+        self.steps.append(np.concatenate(steps))
+        self.walls.append(np.concatenate(walls))
+        self.values.append(
+            [np.concatenate([chunk[v] for chunk in values]) for v in range(len(template.slots))]
+        )
+        return unmatched
 
-    records: complete records whose checks pass, up to the first bad one.
-    problems: plain-text lines (empty for a sound file).
-    data_lost: True when complete records exist that TensorBoard will not read.
-    """
-
-    path: str
-    size: int
-    records: int = 0
-    problems: List[str] = dataclasses.field(default_factory=list)
-    data_lost: bool = False
-    # Where each readable record's Event starts and how long it is: exactly
-    # the records TensorBoard's reader yields.
-    offsets: List[int] = dataclasses.field(default_factory=list, repr=False)
-    lengths: List[int] = dataclasses.field(default_factory=list, repr=False)
-
-
-def _crc_table():
-    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
-
-    return np.array(pywrap_tensorflow.CRC_TABLE, dtype=np.uint32)
-
-
-def _mask(crc):
-    """TFRecord's CRC masking, vectorized over uint32 arrays."""
-    crc = crc.astype(np.uint64)
-    rotated = ((crc >> np.uint64(15)) | (crc << np.uint64(17))) & np.uint64(0xFFFFFFFF)
-    return ((rotated + np.uint64(0xA282EAD8)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-
-
-def masked_crc32c_many(buffer, offsets, length):
-    """Masked CRC-32C of `buffer[o : o + length]` for each offset, as uint32.
-
-    All records in one pass: one numpy operation per byte position over all
-    records at once, instead of TensorBoard's pure-Python loop per byte.
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    if len(offsets) < _MIN_VECTORIZED or length == 0:
-        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-
-        with memoryview(buffer) as view:
-            return np.array(
-                [masked_crc32c(bytes(view[o : o + length])) for o in offsets], dtype=np.uint32
-            )
-    table = _crc_table()
-    result = np.empty(len(offsets), dtype=np.uint32)
-    for start in range(0, len(offsets), _CRC_CHUNK):
-        chunk = offsets[start : start + _CRC_CHUNK]
-        with memoryview(buffer) as view:
-            joined = b"".join([view[o : o + length] for o in chunk])
-        # Column j holds byte j of every record: contiguous for the loop below.
-        columns = np.frombuffer(joined, dtype=np.uint8).reshape(len(chunk), length).T.copy()
-        crc = np.full(len(chunk), 0xFFFFFFFF, dtype=np.uint32)
-        for column in columns:
-            crc = table[(crc ^ column) & 0xFF] ^ (crc >> 8)
-        result[start : start + len(chunk)] = _mask(crc ^ np.uint32(0xFFFFFFFF))
-    return result
-
-
-def _event_steps(buffer, offsets, lengths):
-    """(first, last) step of the Events at these offsets, or None if unparsable."""
-    from tensorboard.compat.proto import event_pb2
-
-    steps = []
-    for o, n in ((offsets[0], lengths[0]), (offsets[-1], lengths[-1])):
-        try:
-            steps.append(event_pb2.Event.FromString(bytes(buffer[o : o + n])).step)
-        except Exception:
-            return None
-    return steps[0], steps[1]
-
-
-def scan_event_file(path):
-    """Checks one event file's record framing and checksums (see above)."""
-    import mmap
-
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-
-    name = os.path.basename(path)
-    size = os.path.getsize(path)
-    scan = FileScan(path=path, size=size)
-    if size == 0:
-        scan.problems.append("%s is empty (0 bytes): nothing to read" % name)
-        return scan
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-        offsets, lengths = [], []
-        pos = 0
-        bad_header_at = None
-        truncated_at = None
-        while pos < size:  # bounded: pos grows by at least 16 bytes per record
-            if size - pos < _HEADER_BYTES:
-                truncated_at = pos
-                break
-            header = buffer[pos : pos + 8]
-            (expected,) = struct.unpack_from("<I", buffer, pos + 8)
-            if masked_crc32c(header) != expected:
-                bad_header_at = pos
-                break
-            (length,) = struct.unpack("<Q", header)
-            if pos + _HEADER_BYTES + length + _FOOTER_BYTES > size:
-                truncated_at = pos
-                break
-            offsets.append(pos + _HEADER_BYTES)
-            lengths.append(length)
-            pos += _HEADER_BYTES + length + _FOOTER_BYTES
-        first_bad = _first_bad_data_crc(buffer, offsets, lengths)
-        if first_bad is not None:
-            after = len(offsets) - first_bad - 1
-            steps = (
-                _event_steps(buffer, offsets[first_bad + 1 :], lengths[first_bad + 1 :])
-                if after
-                else None
-            )
-            scan.records = first_bad
-            scan.offsets, scan.lengths = offsets[:first_bad], lengths[:first_bad]
-            scan.data_lost = True
-            scan.problems.append(
-                "%s: record %d (byte %d) fails its checksum; TensorBoard stops reading this"
-                " file there, so the %d complete records after it%s are not shown"
-                % (
-                    name,
-                    first_bad,
-                    offsets[first_bad] - _HEADER_BYTES,
-                    after,
-                    " (steps %d to %d)" % steps if steps else "",
-                )
-            )
-            return scan
-        scan.records = len(offsets)
-        scan.offsets, scan.lengths = offsets, lengths
-        if bad_header_at is not None:
-            scan.data_lost = True
-            scan.problems.append(
-                "%s: the record at byte %d is corrupt (its length fails its checksum);"
-                " TensorBoard stops reading this file there, so its last %d bytes are not"
-                " shown" % (name, bad_header_at, size - bad_header_at)
-            )
-        elif truncated_at is not None:
-            scan.problems.append(
-                "%s: the last record is incomplete (%d of its bytes present): a training"
-                " still writing, or one that stopped mid-write; everything before it was"
-                " read" % (name, size - truncated_at)
-            )
-    return scan
-
-
-def _first_bad_data_crc(buffer, offsets, lengths):
-    """Index of the first record whose data checksum fails, or None."""
-    if not offsets:
-        return None
-    offsets = np.asarray(offsets, dtype=np.int64)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    expected = np.frombuffer(
-        b"".join(buffer[o + n : o + n + _FOOTER_BYTES] for o, n in zip(offsets, lengths)),
-        dtype="<u4",
-    )
-    bad = np.zeros(len(offsets), dtype=bool)
-    for length in np.unique(lengths):
-        members = np.flatnonzero(lengths == length)
-        actual = masked_crc32c_many(buffer, offsets[members], int(length))
-        bad[members] = actual != expected[members]
-    hits = np.flatnonzero(bad)
-    return int(hits[0]) if len(hits) else None
-
-
-def scan_run_directory(run_dir):
-    """(problems, data_lost) over the event files TensorBoard reads for a run.
-
-    A run's files are the event files directly in its directory (deeper
-    directories are other runs), read in name order, as TensorBoard does.
-    """
-    from tensorboard.backend.event_processing import io_wrapper
-
-    problems = []
-    data_lost = False
-    try:
-        names = sorted(os.listdir(run_dir))
-    except OSError as e:
-        return ["cannot list %s: %s" % (run_dir, e)], True
-    for name in names:
-        path = os.path.join(run_dir, name)
-        if not io_wrapper.IsSummaryEventsFile(path) or not os.path.isfile(path):
-            continue
-        try:
-            scan = scan_event_file(path)
-        except OSError as e:
-            problems.append("cannot read %s: %s" % (name, e))
-            data_lost = True
-            continue
-        problems.extend(scan.problems)
-        data_lost = data_lost or scan.data_lost
-    return problems, data_lost
+    def step_of(self, index):
+        t = self.template_of[index]
+        return int(self.steps[t][np.searchsorted(self.members[t], index)])

@@ -14,8 +14,9 @@ import struct
 
 import numpy as np
 import pytest
+from readers import assert_same_run_data, count_bulk_decoded
 
-from tb_plateau import cli, diagnosis, metadata, rundata
+from tb_plateau import cli, diagnosis, metadata, records, rundata
 
 HEADER = 12  # uint64 length + uint32 masked CRC
 FOOTER = 4  # uint32 masked CRC of the data
@@ -202,7 +203,7 @@ def test_tensorboards_reader_stops_silently_at_a_corrupt_record(bad_logdir):
     good, _ = count("good")
     corrupt, path = count("corrupt_data")
     assert corrupt < good
-    scan = rundata.scan_event_file(path)
+    scan = records.scan_event_file(path)
     assert scan.data_lost and scan.records == corrupt
 
 
@@ -239,7 +240,7 @@ def test_cli_json_is_strict_and_text_report_is_honest(bad_logdir, capsys):
 
 
 def test_sound_file_scans_clean(real_run):
-    scan = rundata.scan_event_file(real_run)
+    scan = records.scan_event_file(real_run)
     assert scan.problems == [] and not scan.data_lost
     with open(real_run, "rb") as f:
         assert scan.records == len(_records(f.read()))
@@ -252,11 +253,11 @@ def test_vectorized_crc_matches_tensorboards(real_run):
     buffer = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
     offsets = rng.integers(0, 4000, 40)
     for length in (0, 1, 7, 100, 999):
-        got = rundata.masked_crc32c_many(buffer, offsets, length)
+        got = records.masked_crc32c_many(buffer, offsets, length)
         want = [masked_crc32c(buffer[o : o + length]) for o in offsets]
         assert got.tolist() == want
     # Below the vectorizing threshold too.
-    got = rundata.masked_crc32c_many(buffer, offsets[:3], 50)
+    got = records.masked_crc32c_many(buffer, offsets[:3], 50)
     assert got.tolist() == [masked_crc32c(buffer[o : o + 50]) for o in offsets[:3]]
 
 
@@ -264,11 +265,11 @@ def test_scan_copes_with_a_file_that_grows_while_read(tmp_path, real_run):
     run = tmp_path / "live"
     run.mkdir()
     shutil.copy(real_run, run / os.path.basename(real_run))
-    problems, lost = rundata.scan_run_directory(str(run))
+    problems, lost = records.scan_run_directory(str(run))
     assert problems == [] and not lost
     with open(run / os.path.basename(real_run), "ab") as f:
         f.write(b"\x10\x00")  # the first bytes of a record being written
-    problems, lost = rundata.scan_run_directory(str(run))
+    problems, lost = records.scan_run_directory(str(run))
     assert "the last record is incomplete" in problems[0] and not lost
 
 
@@ -319,25 +320,12 @@ def test_a_thousand_layers():
 # -- the CLI's one-pass reader reads what TensorBoard's multiplexer reads
 
 
-def _same_run_data(fast, slow):
-    assert fast.problems == slow.problems and fast.incomplete == slow.incomplete
-    assert fast.config == slow.config
-    for field in ("scalars", "vectors", "other_scalars"):
-        a, b = getattr(fast, field), getattr(slow, field)
-        assert set(a) == set(b), field
-        for name in a:
-            assert np.array_equal(a[name].steps, b[name].steps), (field, name)
-            assert np.array_equal(a[name].values, b[name].values, equal_nan=True), (field, name)
-            if field == "vectors":
-                assert a[name].labels == b[name].labels and a[name].header == b[name].header
-
-
 def test_one_pass_reader_equals_the_multiplexer_on_damaged_runs(bad_logdir):
     cli._avoid_tensorflow()
     for run in rundata.list_logdir_runs(bad_logdir):
         fast = rundata.read_logdir_run(bad_logdir, run)
         slow = rundata.read_logdir_run_with_multiplexer(bad_logdir, run)
-        _same_run_data(fast, slow)
+        assert_same_run_data(fast, slow)
 
 
 def test_generated_benchmark_logdir_is_sound(tmp_path):
@@ -355,10 +343,10 @@ def test_generated_benchmark_logdir_is_sound(tmp_path):
     for name in names:
         (path,) = glob.glob(os.path.join(logdir, name, "*tfevents*"))
         events = list(event_file_loader.EventFileLoader(path).Load())
-        scan = rundata.scan_event_file(path)
+        scan = records.scan_event_file(path)
         assert scan.problems == [] and scan.records == len(events) == 1 + 120 + 1
         fast = rundata.read_logdir_run(logdir, name)
-        _same_run_data(fast, rundata.read_logdir_run_with_multiplexer(logdir, name))
+        assert_same_run_data(fast, rundata.read_logdir_run_with_multiplexer(logdir, name))
         assert fast.vectors[metadata.GRAD_NORM].values.shape == (120, 3)
 
 
@@ -403,8 +391,22 @@ def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
         writer.close()
     for name in ("plain", "session"):
         fast = rundata.read_logdir_run(str(tmp_path), name)
-        _same_run_data(fast, rundata.read_logdir_run_with_multiplexer(str(tmp_path), name))
+        assert_same_run_data(fast, rundata.read_logdir_run_with_multiplexer(str(tmp_path), name))
         loss = fast.scalars[metadata.BATCH_LOSS]
         assert loss.values[5:8].tolist() == [2.0, 2.0, 2.0]
         # Without a START the old steps 8 and 9 stay; after one they are purged.
         assert loss.steps.tolist() == (list(range(8)) if name == "session" else list(range(10)))
+
+
+def test_callback_records_are_decoded_in_bulk(real_run, tmp_path, monkeypatch):
+    """What PlateauCallback writes takes the bulk path, and reads as record by record."""
+    cli._avoid_tensorflow()
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(real_run, run / os.path.basename(real_run))
+    decoded = count_bulk_decoded(monkeypatch)
+    bulk = rundata.read_run_directory(str(run), "run")
+    by_record = rundata.read_run_directory(str(run), "run", bulk=False)
+    assert_same_run_data(bulk, by_record)
+    steps = len(bulk.scalars[metadata.BATCH_LOSS])
+    assert steps >= 30 and sum(decoded) >= steps - 5, (steps, decoded)
