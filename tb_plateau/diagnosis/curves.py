@@ -148,8 +148,31 @@ def finite_prefix(curve):
 ROLLING_MEDIAN_CENTRES = 2000  # points
 
 
-def _window_median(values, i, half):
-    return np.median(values[max(0, i - half) : i + half + 1])
+# Windows taken at once by `_medians_at`: bounds its temporary to ~16 MB.
+_MEDIAN_BATCH_VALUES = 2_000_000
+# Wider windows are taken one call each: the call's overhead no longer counts,
+# and a batch would copy every window first.
+_MEDIAN_BATCH_MAX_WINDOW = 2001
+
+
+def _medians_at(values, centres, half):
+    """Median of values[c - half : c + half + 1] (clipped at the ends) for each centre."""
+    n = len(values)
+    out = np.empty(len(centres))
+    full = (centres >= half) & (centres + half < n)
+    if 2 * half + 1 > _MEDIAN_BATCH_MAX_WINDOW:
+        full[:] = False
+    for i in np.flatnonzero(~full):  # the ends (shorter windows) and wide windows
+        c = centres[i]
+        out[i] = np.median(values[max(0, c - half) : c + half + 1])
+    inner = np.flatnonzero(full)
+    if len(inner):
+        windows = np.lib.stride_tricks.sliding_window_view(values, 2 * half + 1)
+        batch = max(1, _MEDIAN_BATCH_VALUES // (2 * half + 1))
+        for start in range(0, len(inner), batch):
+            chosen = inner[start : start + batch]
+            out[chosen] = np.median(windows[centres[chosen] - half], axis=1)
+    return out
 
 
 def rolling_median(values, window):
@@ -165,10 +188,9 @@ def rolling_median(values, window):
         return values.copy()
     half = window // 2
     if n <= ROLLING_MEDIAN_CENTRES:
-        return np.array([_window_median(values, i, half) for i in range(n)])
+        return _medians_at(values, np.arange(n), half)
     centres = np.unique(np.linspace(0, n - 1, ROLLING_MEDIAN_CENTRES).round().astype(np.int64))
-    at_centres = np.array([_window_median(values, i, half) for i in centres])
-    return np.interp(np.arange(n), centres, at_centres)
+    return np.interp(np.arange(n), centres, _medians_at(values, centres, half))
 
 
 def shape(steps, values):
