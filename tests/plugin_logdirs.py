@@ -169,9 +169,13 @@ def write_logdir(root):
 
 
 class WsgiServer:
-    """TensorBoard's WSGI app with the Python loader over one logdir."""
+    """TensorBoard's WSGI app with the Python loader over one logdir.
 
-    def __init__(self, logdir, path_prefix=""):
+    `local=False` hides the logdir from the plugin, as for a remote logdir or
+    a custom data provider: it then reads runs through the data provider.
+    """
+
+    def __init__(self, logdir, path_prefix="", local=True):
         import argparse
 
         from tensorboard.backend import application
@@ -193,6 +197,8 @@ class WsgiServer:
         self.multiplexer.AddRunsFromDirectory(logdir)
         self.multiplexer.Reload()
         provider = mux_provider.MultiplexerDataProvider(self.multiplexer, logdir)
+        if not local:
+            self.flags.logdir = ""
         self.app = application.TensorBoardWSGIApp(self.flags, [loader], data_provider=provider)
         self.client = werkzeug_test.Client(self.app)
         self.prefix = path_prefix

@@ -141,6 +141,15 @@ def test_diagnosis_is_exactly_the_cli_run_object(server, logdir, run):
     assert body["run"] == run
 
 
+def test_runs_read_through_the_data_provider_get_the_same_report(server, logdir):
+    """A local run is read from its files; elsewhere the data provider gives the same answer."""
+    remote = Server(logdir, local=False)
+    for run in plugin_logdirs.DIAGNOSABLE_RUNS:
+        assert remote.json(PREFIX + "/diagnosis", run=run) == server.json(
+            PREFIX + "/diagnosis", run=run
+        ), run
+
+
 def test_diagnosis_of_broken_run_names_dead_units(server):
     body = server.json(PREFIX + "/diagnosis", run=plugin_logdirs.BROKEN_RUN)
     assert body["verdict"] == "critical"
