@@ -289,7 +289,8 @@ def test_benchmark_format_runs_are_decoded_in_bulk(tmp_path, monkeypatch):
 def test_two_layouts_of_one_length_are_both_decoded_in_bulk(tmp_path, monkeypatch):
     """Alternating records of equal length but other tags: each layout gets its template."""
     cli._avoid_tensorflow()
-    ratio_tag, missing_tag = metadata.tag(metadata.UPDATE_RATIO), metadata.tag(metadata.GRAD_MISSING)
+    ratio_tag = metadata.tag(metadata.UPDATE_RATIO)
+    missing_tag = metadata.tag(metadata.GRAD_MISSING)
     assert len(ratio_tag) == len(missing_tag)
     events = []
     rng = np.random.default_rng(5)
