@@ -278,13 +278,23 @@ class PlateauPlugin(base_plugin.TBPlugin):
         "plateau/epoch/val_loss", "plateau/config") or any other scalar tag of
         the run ("epoch_loss").
         """
-        entry = self._known_entry(ctx, experiment_id, run)
+        listing = self._listing(ctx, experiment_id, run)
+        entry = self._entry(ctx, experiment_id, run, listing)
         data = entry.data
         if data is None and entry.series:
-            # Dropped from memory since its diagnosis: read this one series again.
+            # Dropped from memory since its diagnosis: a local run is read again
+            # whole (the tab asks for several of its series in a row); any
+            # other, this one series through the data provider.
             try:
-                one_tag = _OneTagProvider(self._data_provider, tag)
-                data = rundata.from_provider(one_tag, ctx, experiment_id, run)
+                if self._run_dir(run) is not None:
+                    data = _read_run_data(
+                        self._data_provider, ctx, experiment_id, run, listing, self._run_dir
+                    )
+                    entry.data = data
+                    self._keep_in_memory((experiment_id, run), entry)
+                else:
+                    one_tag = _OneTagProvider(self._data_provider, tag)
+                    data = rundata.from_provider(one_tag, ctx, experiment_id, run)
             except errors.PublicError:
                 raise
             except Exception as e:  # noqa: BLE001 - shown as this run's error, not a 500
@@ -345,11 +355,15 @@ class PlateauPlugin(base_plugin.TBPlugin):
                 with self._cache_lock:
                     self._in_progress.discard((experiment_id, run))
 
-    def _known_entry(self, ctx, experiment_id, run):
+    def _listing(self, ctx, experiment_id, run):
+        """The listing of one run (and its sibling); NotFoundError if there is no such run."""
         listing = _Listing(self._data_provider, ctx, experiment_id, run=run)
         if run not in listing.run_names:
             raise errors.NotFoundError("no run named %r" % run)
-        return self._entry(ctx, experiment_id, run, listing)
+        return listing
+
+    def _known_entry(self, ctx, experiment_id, run):
+        return self._entry(ctx, experiment_id, run, self._listing(ctx, experiment_id, run))
 
     def _entry(self, ctx, experiment_id, run, listing):
         """The run's entry for its current data: cached, or read and diagnosed now."""
@@ -534,24 +548,8 @@ def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint, run_
             problems.append(error)
         return _Entry(fingerprint, data, report, error, problems)
 
-    def read(name):
-        # A local run is read from its files as the CLI reads it (every point,
-        # damage reported, a fraction of the data provider's per-point cost);
-        # any other through the data provider.
-        directory = run_dir(name)
-        if directory is not None:
-            return rundata.read_run_directory(directory, name)
-        return rundata.from_provider(data_provider, ctx, experiment_id, name)
-
     try:
-        data = read(run)
-        sibling = listing.validation_sibling(run)
-        if sibling:
-            validation = read(sibling)
-            # As the CLI does (`cli.read_run`), so both give the same report.
-            data.validation_scalars = dict(validation.other_scalars)
-            data.problems.extend(validation.problems)
-            data.incomplete = data.incomplete or validation.incomplete
+        data = _read_run_data(data_provider, ctx, experiment_id, run, listing, run_dir)
     except errors.PublicError:
         raise
     except Exception as e:  # noqa: BLE001 - one unreadable run must not break the others
@@ -563,6 +561,30 @@ def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint, run_
     except Exception as e:  # noqa: BLE001 - an engine failure is shown, not a 500
         return entry(data, None, "diagnosis failed: %s" % _describe(e))
     return entry(data, report, None)
+
+
+def _read_run_data(data_provider, ctx, experiment_id, run, listing, run_dir):
+    """A run's `RunData`, its Keras validation sibling's scalars folded in.
+
+    A local run is read from its files (`rundata.read_run_directory`, the
+    CLI's reader); any other through the data provider.
+    """
+
+    def read(name):
+        directory = run_dir(name)
+        if directory is not None:
+            return rundata.read_run_directory(directory, name)
+        return rundata.from_provider(data_provider, ctx, experiment_id, name)
+
+    data = read(run)
+    sibling = listing.validation_sibling(run)
+    if sibling:
+        validation = read(sibling)
+        # As the CLI does (`cli.read_run`), so both give the same report.
+        data.validation_scalars = dict(validation.other_scalars)
+        data.problems.extend(validation.problems)
+        data.incomplete = data.incomplete or validation.incomplete
+    return data
 
 
 def _is_failure_note(note, already):

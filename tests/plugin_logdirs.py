@@ -186,7 +186,10 @@ class WsgiServer:
         from tb_plateau.loader import PlateauLoader
 
         self.flags = argparse.Namespace(
-            logdir=logdir, path_prefix=path_prefix, samples_per_plugin={}, window_title=""
+            logdir=logdir if local else "",
+            path_prefix=path_prefix,
+            samples_per_plugin={},
+            window_title="",
         )
         loader = PlateauLoader()
         loader.fix_flags(self.flags)
@@ -197,8 +200,6 @@ class WsgiServer:
         self.multiplexer.AddRunsFromDirectory(logdir)
         self.multiplexer.Reload()
         provider = mux_provider.MultiplexerDataProvider(self.multiplexer, logdir)
-        if not local:
-            self.flags.logdir = ""
         self.app = application.TensorBoardWSGIApp(self.flags, [loader], data_provider=provider)
         self.client = werkzeug_test.Client(self.app)
         self.prefix = path_prefix

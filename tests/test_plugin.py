@@ -15,6 +15,7 @@ import plugin_logdirs
 import pytest
 
 from tb_plateau import cli, diagnosis, metadata, plugin
+from tb_plateau.loader import PlateauLoader
 
 PREFIX = "/data/plugin/plateau"
 
@@ -76,12 +77,27 @@ def test_tab_disabled_without_scalars_or_plateau_data(tmp_path, logdir):
     assert listing["plateau"]["enabled"] is False
 
 
-def test_python_loader_keeps_whole_plateau_series(server):
-    # The Python loader keeps 10 points per third-party tag unless told
-    # otherwise; the loader's fix_flags raises that for "plateau".
-    assert server.flags.samples_per_plugin["plateau"] >= 10_000
+def test_whole_series_without_raising_tensorboards_sampling(server, logdir):
+    """A local logdir's runs are read from their files: TensorBoard keeps its 10 records a tag.
+
+    Where the tab must read through the data provider (a remote logdir, a
+    --logdir_spec), the loader asks TensorBoard to keep every record.
+    """
+    assert "plateau" not in server.flags.samples_per_plugin
     body = server.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag="plateau/batch_loss")
     assert body["total_points"] > 10
+    remote = Server(logdir, local=False)
+    assert remote.flags.samples_per_plugin["plateau"] >= 10_000
+    assert remote.json(PREFIX + "/diagnosis", run=plugin_logdirs.BROKEN_RUN) == server.json(
+        PREFIX + "/diagnosis", run=plugin_logdirs.BROKEN_RUN
+    )
+    for flags in (
+        dict(logdir="gs://bucket/logs", logdir_spec=""),
+        dict(logdir="", logdir_spec="a:/tmp/a,b:/tmp/b"),
+    ):
+        namespace = argparse.Namespace(samples_per_plugin={}, **flags)
+        PlateauLoader().fix_flags(namespace)
+        assert namespace.samples_per_plugin["plateau"] >= 10_000, flags
 
 
 # -- /runs ----------------------------------------------------------------------
