@@ -437,10 +437,24 @@ class _Tag:
         for order, step, tags in purges:
             if tags is None or self.name in tags:
                 keep &= (orders > order) | (steps < step)
-        index = np.argsort(orders, kind="stable")
-        index = index[keep[index]]
+        if keep.all() and (len(orders) < 2 or (orders[1:] > orders[:-1]).all()):
+            index = None  # in reading order, nothing purged (the usual case): no copies
+        else:
+            index = np.argsort(orders, kind="stable")
+            index = index[keep[index]]
         if uniform:
-            return steps[index], walls[index], values[index]
+            if index is not None:
+                orders, steps, walls, values = (
+                    orders[index],
+                    steps[index],
+                    walls[index],
+                    values[index],
+                )
+            # Held once: the gathered points replace their pieces.
+            self.blocks, self.protos = [(orders, steps, walls, values)], []
+            return steps, walls, values
+        if index is None:
+            return steps, walls, list(values)
         return steps[index], walls[index], [values[i] for i in index.tolist()]
 
 
@@ -556,7 +570,10 @@ class EventFilesProvider(provider_lib.DataProvider):
             indices = chosen[template_of == t]
             if not len(indices):
                 continue
-            where = np.searchsorted(bulk.members[t], indices)  # rows of the decoded arrays
+            if len(indices) == len(bulk.members[t]):
+                where = slice(None)  # every decoded record: no copies
+            else:
+                where = np.searchsorted(bulk.members[t], indices)  # rows of the decoded arrays
             steps = bulk.steps[t][where]
             walls = bulk.walls[t][where]
             base = (first + indices) * _VALUES_PER_RECORD
