@@ -6,8 +6,11 @@
     # how cost grows with steps, layers and runs (generates small logdirs)
     python benchmarks/diagnose_scale.py table --root /tmp/scale
 
+    # the extremes: 2,000 runs, a million steps, a thousand layers
+    python benchmarks/diagnose_scale.py extremes --root /tmp/extremes
+
 Each measurement runs in a fresh Python process, which reports its own wall
-time and peak RSS (`resource.getrusage`), so memory is per measurement:
+time and peak RSS (VmHWM), so memory is per measurement:
 
   loader       TensorBoard's `EventFileLoader` iterating every event of every
                run, without TensorFlow (TensorBoard's pure-Python reader: what
@@ -43,6 +46,22 @@ KINDS = ("loader", "loader_tf", "multiplexer", "diagnose")
 
 def _event_files(logdir):
     return sorted(glob.glob(os.path.join(logdir, "**", "*tfevents*"), recursive=True))
+
+
+def _peak_rss_mb():
+    """This process's peak RSS since it started (exec), in MB.
+
+    Linux's VmHWM: `ru_maxrss` would carry over the parent's peak through
+    fork and exec (a parent that just generated a large logdir in memory).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def _measure(kind, logdir):
@@ -82,7 +101,7 @@ def _measure(kind, logdir):
     else:
         raise ValueError("unknown kind %r (one of %s)" % (kind, ", ".join(KINDS)))
     seconds = time.perf_counter() - start
-    max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    max_rss_mb = _peak_rss_mb()
     return dict(kind=kind, seconds=seconds, max_rss_mb=max_rss_mb, **extra)
 
 
@@ -172,6 +191,30 @@ def table(root, repeats, jobs, kinds):
     return rows
 
 
+# (runs, recorded steps, layers) at the edges the issue names.
+EXTREMES = [(2_000, 100, 5), (1, 1_000_000, 5), (1, 1_000, 1_000)]
+
+
+def extremes(root, repeats, jobs, kinds):
+    from benchmarks.make_logdir import make_logdir
+
+    rows = []
+    for runs, steps, layers in EXTREMES:
+        logdir = os.path.join(root, "r%d_s%d_l%d" % (runs, steps, layers))
+        if not os.path.isdir(logdir):
+            make_logdir(logdir, runs, steps, layers, seed=0, jobs=jobs)
+        f = {k: measure(k, logdir, repeats) for k in kinds}
+        rows.append((runs, steps, layers, _size_mb(logdir), f))
+        print(
+            "runs %5d  steps %8d  layers %5d  %7.0f MB  " % (runs, steps, layers, _size_mb(logdir))
+            + "  ".join(
+                "%s %.1f s / %.0f MB" % (k, f[k]["seconds"], f[k]["max_rss_mb"]) for k in kinds
+            ),
+            flush=True,
+        )
+    return rows
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_measure":
@@ -188,6 +231,11 @@ def main(argv=None):
     grow.add_argument("--repeats", type=int, default=1)
     grow.add_argument("--jobs", type=int, default=1, help="processes generating logdirs")
     grow.add_argument("--kinds", default="loader_tf,diagnose")
+    edge = commands.add_parser("extremes", help="2,000 runs, a million steps, 1,000 layers")
+    edge.add_argument("--root", default="/tmp/tb_plateau_extremes")
+    edge.add_argument("--repeats", type=int, default=1)
+    edge.add_argument("--jobs", type=int, default=1, help="processes generating logdirs")
+    edge.add_argument("--kinds", default="loader_tf,diagnose")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = set(kinds) - set(KINDS)
@@ -195,6 +243,8 @@ def main(argv=None):
         parser.error("unknown kinds %s (known: %s)" % (sorted(unknown), ", ".join(KINDS)))
     if args.command == "compare":
         compare(args.logdir, args.repeats, kinds)
+    elif args.command == "extremes":
+        extremes(args.root, args.repeats, args.jobs, kinds)
     else:
         table(args.root, args.repeats, args.jobs, kinds)
 
