@@ -103,6 +103,7 @@ class ConfigView:
 
     def __init__(self, config):
         self.raw = config if isinstance(config, dict) else {}
+        self._by_name = None  # name or path -> first leaf layer so named
 
     # ----- layers
 
@@ -113,10 +114,19 @@ class ConfigView:
         return [layer for layer in layers if isinstance(layer, dict) and not layer.get("nested")]
 
     def layer(self, name):
-        for layer in self.layers:
-            if name in (layer.get("name"), layer.get("path")):
-                return layer
-        return None
+        if self._by_name is None:
+            # Built once: detectors ask for every layer of a thousand-layer model.
+            self._by_name = {}
+            for layer in self.layers:
+                for key in (layer.get("name"), layer.get("path")):
+                    try:
+                        self._by_name.setdefault(key, layer)
+                    except TypeError:  # an unhashable name from a hand-written record
+                        pass
+        try:
+            return self._by_name.get(name)
+        except TypeError:
+            return None
 
     @property
     def computing_layers(self):
