@@ -671,13 +671,17 @@ SCENARIOS = {
 }
 
 
-def train_all(root, names=None):
-    """Trains the named scenarios (all by default) into root/<name>; returns {name: logdir}."""
+def train_all(root, names=None, scenarios=None):
+    """Trains the named scenarios (all by default) into root/<name>; returns {name: logdir}.
+
+    `scenarios` is another suite's table (tests/heldout.py), SCENARIOS by default.
+    """
     import os
 
+    scenarios = SCENARIOS if scenarios is None else scenarios
     logdirs = {}
-    for name in names or SCENARIOS:
+    for name in names or scenarios:
         logdir = os.path.join(root, name)
-        SCENARIOS[name][0](logdir)
+        scenarios[name][0](logdir)
         logdirs[name] = logdir
     return logdirs
