@@ -190,3 +190,30 @@ def test_ranking_puts_roots_first():
     ranked = ranking.rank([symptom, root])
     assert [f.cause for f in ranked] == ["dead_relu", "zero_gradient"]
     assert ranked[1].explained_by == "dead_relu"
+
+
+def test_probabilities_as_logits_disproved_by_the_loss_is_only_a_note():
+    """softmax + from_logits=True caps the loss at ln(1 + (K-1)/e), unless Keras forgives it."""
+    config = {
+        "layers": [{"name": "out", "class": "Dense", "units": 4, "activation": "softmax"}],
+        "loss": {"name": "categorical_crossentropy", "from_logits": True},
+    }
+    floor = math.log(1 + 3 / math.e)  # 0.74 for 4 classes
+    stuck = _run(_decaying(floor=floor + 0.05), config=config)
+    forgiven = _run(_decaying(floor=0.01), config=config)
+    (finding,) = [f for f in diagnosis.diagnose(stuck) if f.cause == causes.LOSS_OUTPUT_MISMATCH]
+    assert finding.severity == causes.WARNING
+    (finding,) = [f for f in diagnosis.diagnose(forgiven) if f.cause == causes.LOSS_OUTPUT_MISMATCH]
+    assert finding.severity == causes.INFO and "forgiven" in finding.title
+    assert "0.7" in finding.explanation  # the floor it went below, shown
+
+
+def test_one_huge_gradient_record_is_not_an_explosion():
+    """A single record 1e6x the early norm, then calm: a bad step, not exploding gradients."""
+    grads = np.ones((40, 3))
+    grads[10] = 1e6
+    run = _run(_decaying(), vectors={metadata.GRAD_NORM: _vector(grads, ["a", "b", "c"])})
+    assert causes.EXPLODING_GRADIENTS not in [f.cause for f in diagnosis.diagnose(run)]
+    grads[11:] = 1e6  # and it stays there
+    run = _run(_decaying(), vectors={metadata.GRAD_NORM: _vector(grads, ["a", "b", "c"])})
+    assert causes.EXPLODING_GRADIENTS in [f.cause for f in diagnosis.diagnose(run)]

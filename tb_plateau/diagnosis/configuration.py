@@ -280,12 +280,54 @@ def _loss_class_name(config):
     return "CategoricalCrossentropy"
 
 
+_PROBABILITIES_AS_LOGITS = "Probabilities passed to a loss that expects logits"
+
+
+def _double_activation_floor(config):
+    """The lowest loss a cross-entropy can reach on outputs squashed twice, or None.
+
+    Outputs already in [0, 1] passed through softmax again give the right
+    class at most e / (e + K - 1); through sigmoid again, at most sigmoid(1)
+    for a positive label (and 0.5 for a negative one).
+    """
+    units = config.output_units
+    if not units:
+        return None
+    if units == 1:
+        return float(-np.log(1.0 / (1.0 + np.exp(-1.0))))
+    return float(np.log(1.0 + (units - 1) / np.e))
+
+
+def _forgiven(ctx, mismatch):
+    """A probabilities-as-logits mismatch the run disproves becomes a note.
+
+    Some Keras backends notice the output activation and use its input as the
+    logits: the loss then goes below the floor a double activation allows.
+    """
+    severity, title, explanation, fixes = mismatch
+    floor = _double_activation_floor(ctx.config)
+    shape = ctx.train_shape
+    if title != _PROBABILITIES_AS_LOGITS or floor is None or shape is None:
+        return mismatch
+    if not shape.best < 0.9 * floor:
+        return mismatch
+    return (
+        causes.INFO,
+        title + " (forgiven by this Keras)",
+        explanation.split(":")[0]
+        + ". Squashing twice would keep the loss above %s, but it reached %s: this Keras"
+        " used the layer's input as the logits. Training works here; another backend or"
+        " version may not forgive it." % (fmt(floor), fmt(shape.best)),
+        fixes,
+    )
+
+
 def detect_loss_output_mismatch(ctx):
     """A loss that does not fit the output layer or the labels."""
     config = ctx.config
     if config.is_empty or config.loss is None or config.has_multiple_outputs:
         return None
-    found = _mismatches(config)
+    found = [_forgiven(ctx, f) for f in _mismatches(config)]
     if not found:
         return None
     severity = max((f[0] for f in found), key=lambda s: causes.SEVERITY_RANK[s])

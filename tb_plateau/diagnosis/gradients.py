@@ -199,6 +199,14 @@ def detect_exploding_gradients(ctx):
         peak = int(np.nanargmax(np.where(np.isfinite(total), total, -np.inf)))
         growth = float(total[peak] / early_norm) if early_norm > 0 else None
         peak_step = int(series.steps[peak])
+        # An explosion lasts: the record after the peak is as far above the
+        # early norm, or NaN/Inf, or the run ends there. One huge record
+        # followed by calm is a single bad step (a learning-rate spike, one
+        # odd batch), which the loss and update-ratio detectors judge.
+        if peak + 1 < len(total) and growth is not None:
+            after = total[peak + 1]
+            if np.isfinite(after) and after / early_norm <= EXPLODING_GROWTH:
+                growth = float(after / early_norm)
 
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
     over_time = growth is not None and growth > EXPLODING_GROWTH

@@ -33,6 +33,11 @@ DIVERGENCE_FACTOR = 1.5  # tail / head
 # The loss grew this much before it turned NaN: it diverged, it did not hit a log(0).
 NAN_AFTER_GROWTH = 10.0  # last finite loss / start
 
+# A learning-rate spike: a recorded rate this many times both the run's median
+# rate and the record before it (a jump up, not a schedule's warm-up or decay),
+# at which the update moved the weights by over UPDATE_RATIO_EXTREME.
+LR_SPIKE_FACTOR = 10.0  # x the median and the previous record's rate
+
 # Creeping: less than this share of the starting loss gained over the run.
 CREEPING_PROGRESS = 0.1  # of the starting loss
 # A learning rate this small is too low for any common optimizer on its own.
@@ -87,6 +92,33 @@ def _spikes(ctx):
     return [int(step) for step in steps[SPIKE_WINDOW:][spiking]]
 
 
+def _learning_rate_spike(ctx):
+    """(step, rate, usual rate, previous rate, update ratio) of the first harmful spike, or None."""
+    rates = curves.learning_rate(ctx.run)
+    updates = ctx.vector(metadata.UPDATE_RATIO)
+    if rates is None or updates is None or len(rates) < 3:
+        return None
+    values = np.asarray(rates.values, float)
+    finite = values[np.isfinite(values)]
+    usual = float(np.median(finite)) if len(finite) else 0.0
+    if not usual > 0:
+        return None
+    previous = np.concatenate([[np.inf], values[:-1]])
+    with np.errstate(invalid="ignore"):
+        jumps = (values >= LR_SPIKE_FACTOR * usual) & (values >= LR_SPIKE_FACTOR * previous)
+    for i in np.flatnonzero(jumps):
+        step = int(rates.steps[i])
+        j = int(np.searchsorted(updates.steps, step))
+        if j >= len(updates.steps) or int(updates.steps[j]) != step:
+            continue
+        row = updates.values[j]
+        moving = row[np.isfinite(row) & (row > 0)]
+        if len(moving) and float(np.median(moving)) > UPDATE_RATIO_EXTREME:
+            before = float(previous[i]) if i > 0 else float("nan")
+            return step, float(values[i]), usual, before, float(np.median(moving))
+    return None
+
+
 def _divergence(ctx):
     """(kind, number) if the loss ends far above its start or grew into NaN, else None."""
     shape = ctx.train_shape
@@ -112,6 +144,9 @@ def detect_lr_too_high(ctx):
         ratio = max(ratio or 0.0, early_ratio)
     extreme = ratio is not None and ratio > UPDATE_RATIO_EXTREME
     high = ratio is not None and ratio > UPDATE_RATIO_HIGH
+    spike = _learning_rate_spike(ctx)
+    if spike is not None:
+        return _spike_finding(ctx, spike, ratio_series)
     if not (extreme or curve_symptom):
         return None
     if curve_symptom and ratio is not None and not high:
@@ -192,6 +227,46 @@ def detect_lr_too_high(ctx):
     )
 
 
+def _spike_finding(ctx, spike, ratio_series):
+    step, rate, usual, before, moved = spike
+    optimizer = ctx.config.optimizer_name or "Adam"
+    series_tags = [ctx.train.tag] if ctx.train is not None else []
+    series_tags.append(metadata.tag(metadata.LEARNING_RATE))
+    if ratio_series is not None:
+        series_tags.append(metadata.tag(metadata.UPDATE_RATIO))
+    return Finding(
+        cause=causes.LR_TOO_HIGH,
+        severity=causes.WARNING,
+        confidence=0.85,
+        title="The learning rate jumped to %s at step %d (%s its usual %s)"
+        % (fmt(rate), step, fmt_ratio(rate / usual), fmt(usual)),
+        explanation=(
+            "The learning rate is too high at one point: at step %d it was %s, %s the run's"
+            " usual %s (the record before: %s), and that step changed the weights by %s"
+            " times their norm (median over layers; healthy is about 1e-3). One such step"
+            " can throw the weights far from where training had brought them, and kill"
+            " units or blow up the gradients that follow."
+            % (step, fmt(rate), fmt_ratio(rate / usual), fmt(usual), fmt(before), fmt(moved))
+        ),
+        first_step=step,
+        evidence={
+            "series": series_tags,
+            "spike_step": step,
+            "learning_rate": rate,
+            "usual_learning_rate": usual,
+            "previous_learning_rate": before,
+            "update_ratio": moved,
+            "thresholds": {"spike_factor": LR_SPIKE_FACTOR, "update_ratio": UPDATE_RATIO_EXTREME},
+        },
+        fixes=[
+            "# find what set the rate at step %d: a schedule, warm-up or callback"
+            " (LearningRateScheduler, a custom callback writing optimizer.learning_rate)" % step,
+            "optimizer = keras.optimizers.%s(learning_rate=%s, clipnorm=1.0)"
+            "  # the usual rate; clipping bounds any one step" % (optimizer, fmt(usual)),
+        ],
+    )
+
+
 def _current_learning_rate(ctx):
     series = curves.learning_rate(ctx.run)
     if series is not None:
@@ -207,6 +282,15 @@ def _gradients_flow(ctx):
     return series is None or bool(np.nanmax(np.nan_to_num(series.values)) > 0)
 
 
+def _mostly_still(series):
+    """True when, over the second half of the records, most layers' updates are exactly 0."""
+    if series is None or len(series) < 2:
+        return False
+    late = series.values[len(series) // 2 :]
+    still = np.isfinite(late) & (late == 0)
+    return bool(np.median(still.mean(axis=1)) > 0.5)
+
+
 def detect_lr_too_low(ctx):
     """Steps too small: tiny update ratios while the loss barely moves."""
     ratio, ratio_series = _median_update_ratio(ctx)
@@ -216,6 +300,10 @@ def detect_lr_too_low(ctx):
         return None
     creeping = shape.progress < CREEPING_PROGRESS
     tiny_rate = learning_rate is not None and 0 <= learning_rate <= TINY_LEARNING_RATE
+    if ratio is not None and ratio > 0 and not tiny_rate and _mostly_still(ratio_series):
+        # Most layers do not move at all (dead units, zero gradients): the few
+        # that still move say nothing about the step size.
+        return None
     if ratio is not None:
         suspicious = (ratio < UPDATE_RATIO_LOW and creeping) or (
             ratio < UPDATE_RATIO_TINY and shape.progress < 0.5

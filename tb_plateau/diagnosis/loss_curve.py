@@ -39,6 +39,14 @@ OVERFIT_MIN_RISE = 0.05  # final val over best val, relative
 NOT_CONVERGED_SHARE = 0.15  # of the total fall
 # ... and lowered the loss by a noticeable amount relative to where it ends.
 NOT_CONVERGED_DROP = 0.05  # relative to the final loss
+# Below this fall over the run, a "still falling" end is noise on a flat curve.
+NOT_CONVERGED_MIN_PROGRESS = 0.1  # of the starting loss
+# Or, by epoch (few epochs give few points): the last epoch still lowered the
+# (validation) loss by this much, at this share of its average fall per epoch,
+# and the loss fell this much overall. A levelling curve falls less and less.
+NOT_CONVERGED_EPOCH_DROP = 0.1  # of the loss before the last epoch
+NOT_CONVERGED_EPOCH_PACE = 0.5  # of the average fall per epoch
+NOT_CONVERGED_EPOCH_FALL = 0.2  # of the first epoch's loss
 # A loss already this small relative to its start has converged for practical
 # purposes, however it is still creeping (separable data drives CE toward 0).
 NEGLIGIBLE_LOSS_SHARE = 0.05  # of the starting loss
@@ -257,13 +265,50 @@ def detect_overfitting(ctx):
     )
 
 
+def _epoch_still_falling(ctx):
+    """(curve name, values) of an epoch loss still falling at full pace at the end, or None.
+
+    The validation loss (else the epoch training loss), over at least 3 epochs:
+    at its lowest at the last epoch, down NOT_CONVERGED_EPOCH_DROP in that epoch,
+    at no less than NOT_CONVERGED_EPOCH_PACE of its average fall per epoch, and
+    down NOT_CONVERGED_EPOCH_FALL overall. A curve that levels off falls less
+    and less per epoch; a few epochs of a long descent keep their pace.
+    """
+    for name, curve in (
+        ("validation", ctx.val),
+        ("training", ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")),
+    ):
+        if curve is None:
+            continue
+        values = np.asarray(curve.values, float)
+        if len(values) < 3 or not np.isfinite(values).all() or values[0] <= 0:
+            return None
+        fall = values[0] - values[-1]
+        last = values[-2] - values[-1]
+        if (
+            values[-1] <= values.min()
+            and fall >= NOT_CONVERGED_EPOCH_FALL * values[0]
+            and last >= NOT_CONVERGED_EPOCH_DROP * values[-2]
+            and last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1)
+            and values[-1] >= NEGLIGIBLE_LOSS_SHARE * values[0]
+        ):
+            return name, values
+        return None
+    return None
+
+
 def detect_not_converged(ctx):
     """The loss was still falling steeply when training stopped."""
     shape = ctx.train_shape
-    if shape is None or shape.n < 5 or shape.progress <= 0:
+    if shape is None or shape.n < 5 or shape.progress < NOT_CONVERGED_MIN_PROGRESS:
         return None
     if shape.head > 0 and shape.tail < NEGLIGIBLE_LOSS_SHARE * shape.head:
         return None
+    by_epoch = _epoch_still_falling(ctx)
+    if by_epoch is not None and (
+        shape.last_fifth_share < NOT_CONVERGED_SHARE or shape.last_fifth_drop < NOT_CONVERGED_DROP
+    ):
+        return _not_converged_by_epoch(ctx, *by_epoch)
     if shape.last_fifth_share < NOT_CONVERGED_SHARE or shape.last_fifth_drop < NOT_CONVERGED_DROP:
         return None
     if ctx.val_shape is not None and ctx.val_shape.n >= 3 and ctx.val_shape.last_fifth_drop < 0:
@@ -295,6 +340,45 @@ def detect_not_converged(ctx):
             "last_fifth_share": shape.last_fifth_share,
             "last_fifth_drop": shape.last_fifth_drop,
             "thresholds": {"share": NOT_CONVERGED_SHARE, "drop": NOT_CONVERGED_DROP},
+        },
+    )
+
+
+def _not_converged_by_epoch(ctx, name, values):
+    last = values[-2] - values[-1]
+    pace = (values[0] - values[-1]) / (len(values) - 1)
+    return Finding(
+        cause=causes.NOT_CONVERGED,
+        severity=causes.WARNING,
+        confidence=0.7,
+        title="The %s loss was still falling when training stopped (-%s in the last epoch)"
+        % (name, percent(last / values[-2])),
+        explanation=(
+            "Over %d epochs the %s loss fell from %s to %s, and the last epoch alone took it"
+            " from %s to %s: %s of its average fall per epoch, at its lowest at the end. It"
+            " had not levelled off; more epochs would lower it further."
+            % (
+                len(values),
+                name,
+                fmt(values[0]),
+                fmt(values[-1]),
+                fmt(values[-2]),
+                fmt(values[-1]),
+                percent(last / pace),
+            )
+        )
+        + _curve_only_note(ctx),
+        first_step=int(ctx.train_shape.steps[-1]),
+        evidence={
+            "series": _tags(ctx),
+            "epoch_losses": [float(v) for v in values[-10:]],
+            "last_epoch_drop": float(last / values[-2]),
+            "pace": float(last / pace),
+            "thresholds": {
+                "last_epoch_drop": NOT_CONVERGED_EPOCH_DROP,
+                "pace": NOT_CONVERGED_EPOCH_PACE,
+                "fall": NOT_CONVERGED_EPOCH_FALL,
+            },
         },
     )
 
