@@ -9,14 +9,15 @@ Three levels:
 How the callback sees gradients: Keras 3 callbacks see neither the batch nor
 the gradients, so at `on_train_begin` the callback wraps, on this model
 instance only, `train_step`, `compute_loss`, the optimizer's `apply` and the
-`call` of each layer with an activation, and traces a second train function
-through them: on the real batch it reduces the loss, gradients and
-activations to a few numbers each and stores them in variables. The recorded
-steps run that function; every other step runs Keras' own, unchanged. The
-wraps are removed at `on_train_end`.
+`call` of each layer with an activation (of an RNN, not of its cell, which runs
+inside the RNN's loop), and traces a second train function through them: on
+the real batch it reduces the loss, gradients and activations to a few numbers
+each and stores them in variables. The recorded steps run that function; every
+other step runs Keras' own, unchanged. The wraps are removed at `on_train_end`.
 """
 
 import atexit
+import collections
 import functools
 import itertools
 import json
@@ -196,8 +197,13 @@ def _gradient_stats(grads):
 
 
 def _unit_axis(layer, rank):
+    """The axis of `layer`'s units (channels) in an output of `rank` dimensions."""
     if rank >= 3 and getattr(layer, "data_format", None) == "channels_first":
-        return 1
+        # Channels come just before the spatial axes; a ConvLSTM's or a
+        # TimeDistributed convolution's time axis comes before them.
+        kernel_size = getattr(layer, "kernel_size", None)
+        spatial = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else rank - 2
+        return max(1, rank - 1 - spatial)
     return rank - 1
 
 
@@ -341,6 +347,33 @@ def _activation_name(layer):
     return name
 
 
+def _stepped_layer(layer):
+    """The layer that `layer` calls once per time step, inside its own loop, or None.
+
+    An RNN's cell (LSTM, GRU, ConvLSTM, `RNN(cell)`) runs in a `tf.while_loop`
+    body, TimeDistributed's layer in a loop or a `vectorized_map`: their
+    tensors cannot be read from the train step (InaccessibleTensorError), or
+    would speak for one time step only. The wrapper's own output is the same
+    values over all the time steps it returns, so that is what is watched.
+    """
+    if isinstance(layer, tf.keras.layers.TimeDistributed):
+        return layer.layer
+    cell = getattr(layer, "cell", None)
+    return cell if isinstance(cell, tf.keras.layers.Layer) else None
+
+
+def _output_source(layer):
+    """The layer whose activation `layer`'s output is: itself, or the (last) cell it steps."""
+    inner = _stepped_layer(layer)
+    while inner is not None:
+        layer = inner
+        cells = getattr(layer, "cells", None)  # StackedRNNCells returns its last cell's output
+        if isinstance(cells, (list, tuple)) and cells:
+            layer = cells[-1]
+        inner = _stepped_layer(layer)
+    return layer
+
+
 def _is_leaf(layer):
     try:
         return not layer._flatten_layers(include_self=False, recursive=False)
@@ -374,6 +407,13 @@ def _fn_name(fn):
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
+# A layer whose output the activation statistics describe. `layer`'s call is
+# wrapped; `source` is the layer that computed the output: `layer` itself, or
+# for an RNN or TimeDistributed the layer it steps, which names the label and
+# the activation (an LSTM's output o * tanh(c) is the cell's, in tanh's range).
+_Watched = collections.namedtuple("_Watched", "layer label activation source")
+
+
 class _ModelIndex:
     """Which variables belong to which layer, and which layers to watch."""
 
@@ -392,25 +432,36 @@ class _ModelIndex:
             index = self.layer_labels.index(label)
             self.var_layer[_var_key(v)] = index
             self.layer_sizes[index] += int(np.prod(v.shape))
-        self.activation_layers = []  # (layer, label, activation name)
+        self.activation_layers = []  # _Watched
+        layers = list(model._flatten_layers(include_self=False, recursive=True))
+        in_loops = set()  # what a layer calls inside its own loop: never wrapped
+        for layer in layers:
+            inner = _stepped_layer(layer)
+            if inner is not None:
+                in_loops.update(
+                    id(sub) for sub in inner._flatten_layers(include_self=True, recursive=True)
+                )
         seen = set()
-        for layer in model._flatten_layers(include_self=False, recursive=True):
-            if id(layer) in seen or not _is_leaf(layer):
+        for layer in layers:
+            if id(layer) in seen or id(layer) in in_loops:
                 continue
             seen.add(id(layer))
-            name = _activation_name(layer)
+            source = _output_source(layer)
+            if not _is_leaf(source):
+                continue
+            name = _activation_name(source)
             if name is not None:
-                label = getattr(layer, "path", None) or layer.name
+                label = getattr(source, "path", None) or source.name
                 label = _layer_label(model.name, label + "/x")
-                self.activation_layers.append((layer, label, name))
+                self.activation_layers.append(_Watched(layer, label, name, source))
 
     @property
     def activation_labels(self):
-        return [label for _, label, _ in self.activation_layers]
+        return [watched.label for watched in self.activation_layers]
 
     @property
     def activation_names(self):
-        return [name for _, _, name in self.activation_layers]
+        return [watched.activation for watched in self.activation_layers]
 
     def group_grads(self, grads, variables):
         """Gradients per layer (a list per layer) and missing (None) counts per layer."""
@@ -613,12 +664,18 @@ class _Guard:
         except Exception as e:  # the training matters more than the statistic
             self.disabled.add(name)
             logger.warning(
-                "tb_plateau: recording %r failed and stops for this run (training goes on): %s: %s",
+                "tb_plateau: recording %r failed and stops for this run (training goes on): %s",
                 name,
-                type(e).__name__,
-                e,
+                _brief(e),
             )
+            logger.debug("tb_plateau: recording %r failed", name, exc_info=e)
             return None
+
+
+def _brief(error):
+    """The error's type and first line: TensorFlow's messages can carry whole tracebacks."""
+    lines = str(error).strip().splitlines()
+    return "%s: %s" % (type(error).__name__, lines[0] if lines else "")
 
 
 def _check_log_dir(log_dir):
@@ -907,6 +964,8 @@ class _Hooks:
         self.missing = [0.0] * len(index.layer_labels)
         self.loss_scaled = False
         self.stored = set()  # what the recording step stores, known once traced
+        self.skipped = set()  # activation layers whose statistics failed
+        self._skip_lock = threading.Lock()
 
     # -- installing
 
@@ -928,16 +987,16 @@ class _Hooks:
         self._restore = []
 
     def install_activations(self):
-        for i, (layer, _, activation) in enumerate(self.index.activation_layers):
-            original = layer.call
+        for i, watched in enumerate(self.index.activation_layers):
+            original = watched.layer.call
 
-            def call(*args, _original=original, _i=i, _layer=layer, _act=activation, **kwargs):
+            def call(*args, _original=original, _i=i, **kwargs):
                 output = _original(*args, **kwargs)
-                self._on_activation(_i, _layer, _act, output)
+                self._on_activation(_i, output)
                 return output
 
             functools.update_wrapper(call, original)
-            self._patch(layer, "call", call)
+            self._patch(watched.layer, "call", call)
 
     def install_train_step(self, model):
         original_train_step = model.train_step
@@ -991,21 +1050,49 @@ class _Hooks:
 
     # -- the statistics
 
-    def _on_activation(self, i, layer, activation, output):
-        if "activations" in self.guard.disabled:
+    def _on_activation(self, i, output):
+        if "activations" in self.guard.disabled or i in self.skipped:
             return
         tensor = output[0] if isinstance(output, (list, tuple)) and output else output
         if not tf.is_tensor(tensor) or not tensor.dtype.is_floating:
             return
         probe = getattr(self.local, "probe", None)
         if probe is not None:
-            axis = _unit_axis(layer, tensor.shape.rank or 0)
-            probe[i] = self.guard.run(
-                "activations", lambda: _activation_stats(tensor, activation, axis).numpy()
-            )
+            try:
+                probe[i] = self._layer_stats(i, tensor).numpy()
+            except Exception as e:  # costs this layer only: see skip_layers
+                self.local.probe_failures[i] = e
             return
         if getattr(self.local, "in_train", False) and self.vars is not None:
-            self.local.activations[i] = (layer, activation, tensor)
+            self.local.activations[i] = tensor
+
+    def _layer_stats(self, i, tensor):
+        watched = self.index.activation_layers[i]
+        axis = _unit_axis(watched.source, tensor.shape.rank or 0)
+        return _activation_stats(tensor, watched.activation, axis)
+
+    def skip_layers(self, failures, attempted):
+        """Stops, for the rest of the run, the layers whose statistics failed.
+
+        failures: {layer index: exception} of one pass over `attempted` layers.
+        When every layer failed, the statistic itself is broken: the first
+        error is raised for the guard to stop it whole, with one warning.
+        """
+        with self._skip_lock:  # MirroredStrategy traces replicas in threads
+            failures = {i: e for i, e in failures.items() if i not in self.skipped}
+            if not failures:
+                return
+            if len(failures) == attempted:
+                raise next(iter(failures.values()))
+            self.skipped.update(failures)
+        labels = self.index.activation_labels
+        logger.warning(
+            "tb_plateau: activation statistics of %s cannot be recorded; %s for this run"
+            " (training and the other layers' statistics go on): %s",
+            "layer" if len(failures) == 1 else "%d layers" % len(failures),
+            "it stops" if len(failures) == 1 else "they stop",
+            "; ".join("%r: %s" % (labels[i], _brief(e)) for i, e in sorted(failures.items())),
+        )
 
     def _on_step(self, optimizer, grads, variables):
         """Stores the step's statistics (traced into the recording function only)."""
@@ -1031,13 +1118,18 @@ class _Hooks:
     def _store_activations(self, activations):
         nan_row = tf.fill([len(_ACT_FIELDS)], float("nan"))
         rows = []
+        attempted = 0
+        failures = {}
         for i in range(len(self.index.activation_layers)):
-            if i not in activations:
-                rows.append(nan_row)  # a layer this step did not call
-                continue
-            layer, activation, tensor = activations[i]
-            axis = _unit_axis(layer, tensor.shape.rank or 0)
-            rows.append(_activation_stats(tf.stop_gradient(tensor), activation, axis))
+            row = nan_row  # a layer this step did not call, or one that failed
+            if i in activations and i not in self.skipped:
+                attempted += 1
+                try:
+                    row = self._layer_stats(i, tf.stop_gradient(activations[i]))
+                except Exception as e:  # e.g. a tensor out of this graph's reach
+                    failures[i] = e
+            rows.append(row)
+        self.skip_layers(failures, attempted)
         self.vars.activations.assign(tf.stack(rows) * self.vars.replica_weights_act)
 
     def _store_gradients(self, optimizer, per_layer, replicas):
@@ -1268,7 +1360,8 @@ def _static_config(model, index, every_n_steps, recorder):
         "layers": _describe_layers(model),
         "trainable_layers": index.layer_labels,
         "activation_layers": [
-            {"layer": label, "activation": name} for _, label, name in index.activation_layers
+            {"layer": watched.label, "activation": watched.activation}
+            for watched in index.activation_layers
         ],
         "loss": _describe_loss(getattr(model, "loss", None)),
         "optimizer": _describe_optimizer(getattr(model, "optimizer", None)),
@@ -1718,11 +1811,17 @@ class Recorder:
             self._record_step = step
 
     def _probe(self, x):
-        self._hooks.local.probe = probe = {}
+        hooks = self._hooks
+        hooks.local.probe = probe = {}
+        hooks.local.probe_failures = failures = {}
         try:
             self.model(x, training=False)
         finally:
-            self._hooks.local.probe = None
+            hooks.local.probe = None
+            hooks.local.probe_failures = None
+        for i in failures:
+            probe.pop(i, None)
+        hooks.skip_layers(failures, attempted=len(probe) + len(failures))
         return [probe.get(i) for i in range(len(self._index.activation_layers))]
 
     def _write_update_ratio(self, step):

@@ -4,6 +4,7 @@ Each recorded statistic is checked against a value the test computes itself
 (its own GradientTape, its own forward pass, numpy on the batch).
 """
 
+import logging
 import os
 import subprocess
 import sys
@@ -298,6 +299,101 @@ def test_tanh_saturation_matches_own_forward_pass(tmp_path):
     assert own > 0.3
     saturated = _read(tmp_path, "run").vectors[metadata.ACT_SATURATED_FRACTION]
     assert saturated.values[0, 0] == pytest.approx(own, abs=1e-6)
+
+
+def _lstm_classifier():
+    return keras.Sequential(
+        [
+            keras.Input((12, 3)),
+            keras.layers.LSTM(16, kernel_initializer=_large_init(), name="lstm"),
+            keras.layers.Dense(3, activation="softmax", name="probs"),
+        ]
+    )
+
+
+def _bidirectional_gru_tagger():
+    return keras.Sequential(
+        [
+            keras.Input((12, 3)),
+            keras.layers.Bidirectional(
+                keras.layers.GRU(
+                    8, return_sequences=True, kernel_initializer=_large_init(), name="gru"
+                ),
+                name="bi",
+            ),
+            keras.layers.Dense(8, activation="relu", name="hidden"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(3, activation="softmax", name="probs"),
+        ]
+    )
+
+
+def _large_init():
+    return keras.initializers.RandomNormal(stddev=3.0)  # some tanh outputs saturate
+
+
+def _own_activations(model, xb):
+    """Each watched layer's output on `xb` from the test's own forward pass, by label.
+
+    An RNN's output is its cell's activation over the time steps it returns.
+    """
+    outputs, h = {}, xb
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            # Statistics over all positions do not depend on the time order.
+            for rnn in (layer.forward_layer, layer.backward_layer):
+                label = "%s/%s/%s" % (layer.name, rnn.name, rnn.cell.name)
+                outputs[label] = np.asarray(rnn(h))
+        elif isinstance(layer, keras.layers.RNN):
+            outputs["%s/%s" % (layer.name, layer.cell.name)] = np.asarray(layer(h))
+        elif hasattr(layer, "activation"):
+            outputs[layer.name] = np.asarray(layer(h))
+        h = layer(h)
+    return outputs
+
+
+@pytest.mark.parametrize(
+    "build", [_lstm_classifier, _bidirectional_gru_tagger], ids=lambda f: f.__name__
+)
+def test_recurrent_layers_activations_match_own_forward_pass(tmp_path, caplog, build):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 12, 3)).astype("float32")
+    y = rng.integers(0, 3, size=128)
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    with caplog.at_level(logging.WARNING, logger="tb_plateau"):
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=5)],
+        )
+    assert [r.getMessage() for r in caplog.records if r.name == "tb_plateau"] == []
+
+    data = _read(tmp_path, "run")
+    own = _own_activations(model, x[:BATCH])
+    labels = data.vectors[metadata.ACT_MEAN].labels
+    assert sorted(labels) == sorted(own)
+    assert [entry["layer"] for entry in data.config["activation_layers"]] == labels
+    # SGD(0.0) keeps the weights the test's own pass uses; record 0 is the first batch's.
+    row = {
+        name: dict(zip(labels, data.vectors[name].values[0]))
+        for name in (metadata.ACT_MEAN, metadata.ACT_STD, metadata.ACT_SATURATED_FRACTION)
+    }
+    for label, output in own.items():
+        assert row[metadata.ACT_MEAN][label] == pytest.approx(output.mean(), abs=1e-5)
+        assert row[metadata.ACT_STD][label] == pytest.approx(output.std(), rel=1e-4)
+        if "/" in label:  # the recurrent layers: tanh, saturated within 0.03 of +-1
+            own_saturated = np.mean(np.abs(output) > 0.97)
+            assert row[metadata.ACT_SATURATED_FRACTION][label] == pytest.approx(own_saturated)
+    assert data.vectors[metadata.ACT_SATURATED_FRACTION].header["activations"] == [
+        "relu" if label == "hidden" else "softmax" if label == "probs" else "tanh"
+        for label in labels
+    ]
 
 
 def _functional_two_heads():

@@ -114,6 +114,53 @@ def test_a_failing_statistic_stops_alone(
     assert ("data" in data.config) == (statistic != "data")
 
 
+class RefineThreeTimes(keras.layers.Layer):
+    """Runs its own layer in a loop: that layer's output lives in the loop body."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.step = keras.layers.Dense(8, activation="tanh", name="step")
+
+    def call(self, x):
+        return keras.ops.fori_loop(0, 3, lambda i, h: self.step(h), x)
+
+
+def test_a_layer_whose_statistics_fail_is_skipped_alone(tmp_path, caplog):
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(8, activation="relu", name="hidden"),
+            RefineThreeTimes(name="refine"),
+            keras.layers.Dense(2, activation="softmax", name="probs"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with caplog.at_level(logging.WARNING, logger="tb_plateau"):
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=2,
+            verbose=0,
+            callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=4)],
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tb_plateau"]
+    assert len(warnings) == 1, warnings
+    assert "'refine/step'" in warnings[0] and "InaccessibleTensorError" in warnings[0]
+    assert "\n" not in warnings[0]  # TensorFlow's message carries a traceback
+
+    data = rundata.read_logdir_run(str(tmp_path), "run")
+    assert set(data.vectors) == _ALL_VECTORS
+    mean = data.vectors[metadata.ACT_MEAN]
+    assert mean.labels == [entry["layer"] for entry in data.config["activation_layers"]]
+    assert mean.labels == ["hidden", "refine/step", "probs"]
+    assert len(mean) == 4  # steps 0, 4, 8, 12
+    assert np.all(np.isnan(mean.values[:, 1]))
+    assert np.all(np.isfinite(mean.values[:, [0, 2]]))
+
+
 _INTERRUPTED_TRAINING = textwrap.dedent(
     """
     import os, signal, sys
