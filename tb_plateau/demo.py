@@ -79,11 +79,19 @@ def vanishing_gradients(keras, rng):
     return model, x, y, 6
 
 
-def softmax_into_from_logits(keras, rng):
-    """A softmax output fed to a loss told `from_logits=True`."""
+def logits_into_probability_loss(keras, rng):
+    """Logits (no output activation) fed to a loss told `from_logits=False`.
+
+    The loss reads them as probabilities and clips them to [1e-7, 1 - 1e-7],
+    where their gradient is zero.
+    """
     x, y = _data(rng)
-    model = _classifier(keras, out_activation="softmax")
-    _compile(keras, model, keras.optimizers.Adam(1e-3))
+    model = _classifier(keras)
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=False),
+        metrics=["accuracy"],
+    )
     return model, x, y, 8
 
 
@@ -100,7 +108,7 @@ SCENARIOS = [
     ("lr_too_high", learning_rate_too_high),
     ("unnormalized_inputs", unnormalized_inputs),
     ("vanishing_gradients", vanishing_gradients),
-    ("softmax_into_from_logits", softmax_into_from_logits),
+    ("logits_into_probability_loss", logits_into_probability_loss),
     ("dead_relu", dead_relus),
 ]
 

@@ -75,7 +75,7 @@ def test_demo_trains_serves_and_diagnoses(tmp_path):
             "lr_too_high": "lr_too_high",
             "unnormalized_inputs": "unnormalized_inputs",
             "vanishing_gradients": "vanishing_gradients",
-            "softmax_into_from_logits": "loss_output_mismatch",
+            "logits_into_probability_loss": "loss_output_mismatch",
             "dead_relu": "dead_relu",
         }
         for run, cause in expected_top.items():
