@@ -14,6 +14,9 @@ from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 # order of magnitude off unit scale (published: features outside [-1, 1] by
 # orders of magnitude). 0-255 pixels and raw tabular units pass it easily.
 LARGE_FEATURE_SCALE = 10.0
+# Regression targets this far from unit scale (mean or std) need scaling when
+# the model has not even learned their mean; targets in the tens train fine.
+LARGE_TARGET_SCALE = 100.0
 # Per-feature standard deviations differing by more than this (published: scales
 # that differ by more than 100x) ...
 SCALE_SPREAD = 100.0  # max std / min std
@@ -511,8 +514,74 @@ def _batchnorm_inference_mismatch(ctx, layers, names):
     )
 
 
+def detect_unscaled_targets(ctx):
+    """Squared-error targets far from unit scale that the model never learned to reach.
+
+    With targets in the thousands the first steps must move the output layer's
+    bias by thousands: at a usual learning rate the loss stays near the
+    targets' mean square, worse than predicting their mean (their variance).
+    """
+    config = ctx.config
+    labels = config.labels
+    shape = ctx.train_shape
+    if not labels or not config.is_squared_error or shape is None or shape.n < 5:
+        return None
+    mean = _finite(labels.get("mean"))
+    std = config.label_std
+    if mean is None or std is None:
+        return None
+    scale = max(abs(mean), std)
+    variance = std**2
+    if scale <= LARGE_TARGET_SCALE or not shape.tail > variance:
+        return None
+    return Finding(
+        cause=causes.UNNORMALIZED_INPUTS,
+        severity=causes.WARNING,
+        confidence=0.8,
+        title="The targets are not scaled (mean %s, std %s)" % (fmt(mean), fmt(std)),
+        explanation=(
+            "The regression targets have mean %s and std %s, %s beyond unit scale. The loss"
+            " ended at %s (from %s), above %s, what always predicting their mean would give:"
+            " the model has not even learned their offset. Scale the targets (and unscale"
+            " the predictions), or start the output layer's bias at their mean."
+            % (
+                fmt(mean),
+                fmt(std),
+                fmt_ratio(scale),
+                fmt(shape.tail),
+                fmt(shape.head),
+                fmt(variance),
+            )
+        ),
+        first_step=int(shape.steps[0]),
+        evidence={
+            "series": [ctx.train.tag],
+            "target_mean": mean,
+            "target_std": std,
+            "final_loss": shape.tail,
+            "variance": variance,
+            "thresholds": {"scale": LARGE_TARGET_SCALE},
+        },
+        fixes=[
+            "y_mean, y_std = y_train.mean(), y_train.std()\n"
+            "model.fit(x_train, (y_train - y_mean) / y_std, ...)\n"
+            "y_pred = model.predict(x) * y_std + y_mean",
+            "keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(y_train.mean()))",
+        ],
+    )
+
+
+def _finite(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
 DETECTORS = (
     detect_unnormalized_inputs,
+    detect_unscaled_targets,
     detect_loss_output_mismatch,
     detect_uninformative_labels,
     detect_batchnorm_misuse,

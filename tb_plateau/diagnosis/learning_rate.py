@@ -140,7 +140,12 @@ def detect_lr_too_high(ctx):
     divergence = _divergence(ctx)
     curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None
     early_ratio = _early_update_ratio(ctx)
-    if early_ratio is not None and early_ratio > EARLY_UPDATE_RATIO_EXTREME:
+    if early_ratio is not None and (
+        early_ratio > EARLY_UPDATE_RATIO_EXTREME
+        # Huge first steps after which most layers never move again: the
+        # steps threw the weights where the units died.
+        or (early_ratio > UPDATE_RATIO_EXTREME and _mostly_still(ctx))
+    ):
         ratio = max(ratio or 0.0, early_ratio)
     extreme = ratio is not None and ratio > UPDATE_RATIO_EXTREME
     high = ratio is not None and ratio > UPDATE_RATIO_HIGH
@@ -282,13 +287,22 @@ def _gradients_flow(ctx):
     return series is None or bool(np.nanmax(np.nan_to_num(series.values)) > 0)
 
 
-def _mostly_still(series):
-    """True when, over the second half of the records, most layers' updates are exactly 0."""
-    if series is None or len(series) < 2:
-        return False
-    late = series.values[len(series) // 2 :]
-    still = np.isfinite(late) & (late == 0)
-    return bool(np.median(still.mean(axis=1)) > 0.5)
+def _mostly_still(ctx):
+    """True when, over the second half of the records, most layers get no update.
+
+    A layer is still at a record when its update is exactly 0, or its gradient
+    is (momentum may carry it a little further, but nothing drives it).
+    """
+    still = None
+    for name in (metadata.UPDATE_RATIO, metadata.GRAD_NORM):
+        series = ctx.vector(name)
+        if series is None or len(series) < 2:
+            continue
+        late = series.values[len(series) // 2 :]
+        zero = np.isfinite(late) & (late == 0)
+        fraction = float(np.median(zero.mean(axis=1)))
+        still = fraction if still is None else max(still, fraction)
+    return still is not None and still > 0.5
 
 
 def detect_lr_too_low(ctx):
@@ -300,7 +314,7 @@ def detect_lr_too_low(ctx):
         return None
     creeping = shape.progress < CREEPING_PROGRESS
     tiny_rate = learning_rate is not None and 0 <= learning_rate <= TINY_LEARNING_RATE
-    if ratio is not None and ratio > 0 and not tiny_rate and _mostly_still(ratio_series):
+    if ratio is not None and ratio > 0 and not tiny_rate and _mostly_still(ctx):
         # Most layers do not move at all (dead units, zero gradients): the few
         # that still move say nothing about the step size.
         return None

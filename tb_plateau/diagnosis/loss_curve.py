@@ -47,6 +47,9 @@ NOT_CONVERGED_MIN_PROGRESS = 0.1  # of the starting loss
 NOT_CONVERGED_EPOCH_DROP = 0.1  # of the loss before the last epoch
 NOT_CONVERGED_EPOCH_PACE = 0.5  # of the average fall per epoch
 NOT_CONVERGED_EPOCH_FALL = 0.2  # of the first epoch's loss
+# Or the last third of the epochs, every one lower than the last, made this
+# share of the whole fall (a straight line makes a third; a levelled curve ~0).
+NOT_CONVERGED_LAST_THIRD_SHARE = 0.25  # of the whole fall
 # A loss already this small relative to its start has converged for practical
 # purposes, however it is still creeping (separable data drives CE toward 0).
 NEGLIGIBLE_LOSS_SHARE = 0.05  # of the starting loss
@@ -285,14 +288,21 @@ def _epoch_still_falling(ctx):
             return None
         fall = values[0] - values[-1]
         last = values[-2] - values[-1]
-        if (
-            values[-1] <= values.min()
-            and fall >= NOT_CONVERGED_EPOCH_FALL * values[0]
-            and last >= NOT_CONVERGED_EPOCH_DROP * values[-2]
-            and last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1)
-            and values[-1] >= NEGLIGIBLE_LOSS_SHARE * values[0]
-        ):
+        third = len(values) // 3
+        if values[-1] > values.min() or fall < NOT_CONVERGED_EPOCH_FALL * values[0]:
+            return None
+        if values[-1] < NEGLIGIBLE_LOSS_SHARE * values[0]:
+            return None
+        # A few epochs that keep their pace ...
+        if last >= NOT_CONVERGED_EPOCH_DROP * values[
+            -2
+        ] and last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1):
             return name, values
+        # ... or a long steady descent: the last third of the epochs, each lower
+        # than the one before, still made a good share of the whole fall.
+        if third >= 2 and (np.diff(values[-third - 1 :]) < 0).all():
+            if values[-third - 1] - values[-1] >= NOT_CONVERGED_LAST_THIRD_SHARE * fall:
+                return name, values
         return None
     return None
 
@@ -305,12 +315,17 @@ def detect_not_converged(ctx):
     if shape.head > 0 and shape.tail < NEGLIGIBLE_LOSS_SHARE * shape.head:
         return None
     by_epoch = _epoch_still_falling(ctx)
-    if by_epoch is not None and (
-        shape.last_fifth_share < NOT_CONVERGED_SHARE or shape.last_fifth_drop < NOT_CONVERGED_DROP
-    ):
-        return _not_converged_by_epoch(ctx, *by_epoch)
-    if shape.last_fifth_share < NOT_CONVERGED_SHARE or shape.last_fifth_drop < NOT_CONVERGED_DROP:
-        return None
+    batches_say = (
+        shape.last_fifth_share >= NOT_CONVERGED_SHARE
+        and shape.last_fifth_drop >= NOT_CONVERGED_DROP
+    )
+    epochs = ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
+    epoch_shape = curves.shape(epochs.steps, epochs.values) if epochs is not None else None
+    if batches_say and epoch_shape is not None and epoch_shape.n >= 5:
+        # Single noisy batches fell; the epoch means may have levelled off.
+        batches_say = epoch_shape.last_fifth_drop >= NOT_CONVERGED_DROP
+    if not batches_say:
+        return _not_converged_by_epoch(ctx, *by_epoch) if by_epoch is not None else None
     if ctx.val_shape is not None and ctx.val_shape.n >= 3 and ctx.val_shape.last_fifth_drop < 0:
         return None  # validation already rising: more training would overfit
     at_four_fifths = float(shape.smoothed[int(round(0.8 * (shape.n - 1)))])
