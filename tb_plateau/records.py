@@ -71,7 +71,7 @@ def _mask(crc):
 def masked_crc32c(data):
     """TFRecord's masked CRC-32C of some bytes."""
     if _crc32c is not None:
-        return _mask_int(_crc32c(bytes(data)))
+        return _mask_int(_crc32c(data if isinstance(data, bytes) else bytes(data)))
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as crc
 
     return crc(bytes(data))
@@ -158,16 +158,12 @@ def _frame(buffer, size):
     offsets, lengths = [], []
     unpack_length = struct.Struct("<Q").unpack_from
     unpack_crc = struct.Struct("<I").unpack_from
-    hardware = _crc32c
-    if hardware is None:
-        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as crc
     pos = 0
     while pos < size:  # bounded: pos grows by at least 16 bytes per record
         if size - pos < HEADER_BYTES:
             return offsets, lengths, None, pos
         header = buffer[pos : pos + 8]
-        actual = _mask_int(hardware(header)) if hardware is not None else crc(header)
-        if actual != unpack_crc(buffer, pos + 8)[0]:
+        if masked_crc32c(header) != unpack_crc(buffer, pos + 8)[0]:
             return offsets, lengths, pos, None
         (length,) = unpack_length(header)
         if pos + HEADER_BYTES + length + FOOTER_BYTES > size:
