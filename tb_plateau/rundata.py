@@ -578,11 +578,16 @@ class EventFilesProvider(provider_lib.DataProvider):
             walls = bulk.walls[t][where]
             base = (first + indices) * _VALUES_PER_RECORD
             for v, slot in enumerate(template.slots):
-                data = self._tags.get(slot.tag)
-                if data is None:
-                    data = self._tags[slot.tag] = _Tag(slot.tag)
+                data = self._tag(slot.tag)
                 if not data.dropped:
                     data.add_block(base + v, steps, walls, bulk.values[t][v][where])
+
+    def _tag(self, name):
+        """The tag's points so far, created empty on its first value."""
+        data = self._tags.get(name)
+        if data is None:
+            data = self._tags[name] = _Tag(name)
+        return data
 
     def _process(self, event, order):
         from tensorboard.backend.event_processing import event_util
@@ -595,10 +600,7 @@ class EventFilesProvider(provider_lib.DataProvider):
             return
         step, wall_time = event.step, event.wall_time
         for index, value in enumerate(event.summary.value):
-            tag = value.tag or value.node_name
-            data = self._tags.get(tag)
-            if data is None:
-                data = self._tags[tag] = _Tag(tag)
+            data = self._tag(value.tag or value.node_name)
             if data.metadata is None and value.HasField("metadata"):
                 data.metadata = value.metadata
                 if data.metadata.plugin_data.plugin_name not in _READ_PLUGINS:
