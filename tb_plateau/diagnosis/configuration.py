@@ -297,7 +297,7 @@ def _double_activation_floor(config):
     if not units:
         return None
     if units == 1:
-        return float(-np.log(1.0 / (1.0 + np.exp(-1.0))))
+        return float(np.log1p(np.exp(-1.0)))  # -ln sigmoid(1)
     return float(np.log(1.0 + (units - 1) / np.e))
 
 
@@ -456,8 +456,7 @@ def _batchnorm_inference_mismatch(ctx, layers, names):
     """Validation far worse than training from the start, with stale moving statistics."""
     if ctx.val is None or ctx.train is None:
         return None
-    epoch_train = ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
-    train = epoch_train if epoch_train is not None and len(epoch_train) else None
+    train = ctx.epoch_train
     if train is None:
         return None
     count = min(len(train), len(ctx.val))
@@ -522,11 +521,10 @@ def detect_unscaled_targets(ctx):
     targets' mean square, worse than predicting their mean (their variance).
     """
     config = ctx.config
-    labels = config.labels
     shape = ctx.train_shape
-    if not labels or not config.is_squared_error or shape is None or shape.n < 5:
+    if not config.is_squared_error or shape is None or shape.n < 5:
         return None
-    mean = _finite(labels.get("mean"))
+    mean = config.label_mean
     std = config.label_std
     if mean is None or std is None:
         return None
@@ -569,14 +567,6 @@ def detect_unscaled_targets(ctx):
             "keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(y_train.mean()))",
         ],
     )
-
-
-def _finite(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
 
 
 DETECTORS = (

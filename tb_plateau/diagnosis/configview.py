@@ -324,6 +324,11 @@ class ConfigView:
         return labels[0] if len(labels) == 1 else None
 
     @property
+    def label_mean(self):
+        labels = self.labels
+        return _finite_float(labels.get("mean")) if labels else None
+
+    @property
     def label_std(self):
         labels = self.labels
         return _finite_float(labels.get("std")) if labels else None

@@ -23,6 +23,10 @@ class RunContext:
     val: Optional[curves.LossCurve]
     val_shape: Optional[curves.CurveShape]
     chance_loss: Optional[float]
+    # The epoch means of the training loss ("epoch/loss"), when there are any:
+    # the curve without the batch-to-batch noise.
+    epoch_train: Optional[object] = None  # rundata.Series
+    epoch_train_shape: Optional[curves.CurveShape] = None
 
     @property
     def recorded(self):
@@ -58,8 +62,7 @@ class RunContext:
         """(val - train) / train at the last epoch both have, or None."""
         if self.train is None or self.val is None or not len(self.val):
             return None
-        epoch_train = self.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
-        train = epoch_train if epoch_train is not None and len(epoch_train) else self.train
+        train = self.epoch_train if self.epoch_train is not None else self.train
         train_tail = _finite_tail(train.values)
         val_tail = _finite_tail(self.val.values)
         if train_tail is None or val_tail is None or train_tail <= 0:
@@ -88,6 +91,9 @@ def build(run):
     if val is not None:
         steps, values, _ = curves.finite_prefix(val)
         val_shape = curves.shape(steps, values)
+    epoch_train = run.scalars.get(metadata.EPOCH_PREFIX + "loss")
+    if epoch_train is not None and not len(epoch_train):
+        epoch_train = None
     return RunContext(
         run=run,
         config=config,
@@ -97,4 +103,8 @@ def build(run):
         val=val,
         val_shape=val_shape,
         chance_loss=curves.chance_level_loss(config) if not config.is_empty else None,
+        epoch_train=epoch_train,
+        epoch_train_shape=(
+            curves.shape(epoch_train.steps, epoch_train.values) if epoch_train is not None else None
+        ),
     )

@@ -68,12 +68,15 @@ def _early_update_ratio(ctx):
     series = ctx.vector(metadata.UPDATE_RATIO)
     if series is None:
         return None
-    medians = []
-    for row in series.values[:EARLY_RECORDS]:
-        moving = row[np.isfinite(row) & (row > 0)]
-        if len(moving):
-            medians.append(float(np.median(moving)))
+    medians = [_moving_median(row) for row in series.values[:EARLY_RECORDS]]
+    medians = [m for m in medians if m is not None]
     return max(medians) if medians else None
+
+
+def _moving_median(row):
+    """One record's median update ratio over the layers that moved, or None."""
+    moving = row[np.isfinite(row) & (row > 0)]
+    return float(np.median(moving)) if len(moving) else None
 
 
 def _spikes(ctx):
@@ -111,11 +114,10 @@ def _learning_rate_spike(ctx):
         j = int(np.searchsorted(updates.steps, step))
         if j >= len(updates.steps) or int(updates.steps[j]) != step:
             continue
-        row = updates.values[j]
-        moving = row[np.isfinite(row) & (row > 0)]
-        if len(moving) and float(np.median(moving)) > UPDATE_RATIO_EXTREME:
+        moved = _moving_median(updates.values[j])
+        if moved is not None and moved > UPDATE_RATIO_EXTREME:
             before = float(previous[i]) if i > 0 else float("nan")
-            return step, float(values[i]), usual, before, float(np.median(moving))
+            return step, float(values[i]), usual, before, moved
     return None
 
 
@@ -135,6 +137,9 @@ def _divergence(ctx):
 
 def detect_lr_too_high(ctx):
     """Steps too large: huge update ratios, loss spikes or divergence."""
+    spike = _learning_rate_spike(ctx)
+    if spike is not None:
+        return _spike_finding(ctx, spike)
     ratio, ratio_series = _median_update_ratio(ctx)
     spikes = _spikes(ctx)
     divergence = _divergence(ctx)
@@ -149,9 +154,6 @@ def detect_lr_too_high(ctx):
         ratio = max(ratio or 0.0, early_ratio)
     extreme = ratio is not None and ratio > UPDATE_RATIO_EXTREME
     high = ratio is not None and ratio > UPDATE_RATIO_HIGH
-    spike = _learning_rate_spike(ctx)
-    if spike is not None:
-        return _spike_finding(ctx, spike, ratio_series)
     if not (extreme or curve_symptom):
         return None
     if curve_symptom and ratio is not None and not high:
@@ -232,13 +234,11 @@ def detect_lr_too_high(ctx):
     )
 
 
-def _spike_finding(ctx, spike, ratio_series):
+def _spike_finding(ctx, spike):
     step, rate, usual, before, moved = spike
     optimizer = ctx.config.optimizer_name or "Adam"
     series_tags = [ctx.train.tag] if ctx.train is not None else []
-    series_tags.append(metadata.tag(metadata.LEARNING_RATE))
-    if ratio_series is not None:
-        series_tags.append(metadata.tag(metadata.UPDATE_RATIO))
+    series_tags += [metadata.tag(metadata.LEARNING_RATE), metadata.tag(metadata.UPDATE_RATIO)]
     return Finding(
         cause=causes.LR_TOO_HIGH,
         severity=causes.WARNING,

@@ -279,7 +279,7 @@ def _epoch_still_falling(ctx):
     """
     for name, curve in (
         ("validation", ctx.val),
-        ("training", ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")),
+        ("training", ctx.epoch_train),
     ):
         if curve is None:
             continue
@@ -319,8 +319,7 @@ def detect_not_converged(ctx):
         shape.last_fifth_share >= NOT_CONVERGED_SHARE
         and shape.last_fifth_drop >= NOT_CONVERGED_DROP
     )
-    epochs = ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
-    epoch_shape = curves.shape(epochs.steps, epochs.values) if epochs is not None else None
+    epoch_shape = ctx.epoch_train_shape
     if batches_say and epoch_shape is not None and epoch_shape.n >= 5:
         # Single noisy batches fell; the epoch means may have levelled off.
         batches_say = epoch_shape.last_fifth_drop >= NOT_CONVERGED_DROP
@@ -418,8 +417,7 @@ def detect_insufficient_capacity(ctx):
     if chance is None or shape.tail < CAPACITY_LOSS_SHARE * chance:
         return None
     # Epoch means show a plateau without the batch-to-batch noise.
-    epochs = ctx.run.scalars.get(metadata.EPOCH_PREFIX + "loss")
-    epoch_shape = curves.shape(epochs.steps, epochs.values) if epochs is not None else None
+    epoch_shape = ctx.epoch_train_shape
     plateau_shape = epoch_shape if epoch_shape is not None and epoch_shape.n >= 5 else shape
     if plateau_shape.last_fifth_share > PLATEAU_SHARE:
         return None
