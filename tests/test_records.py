@@ -122,7 +122,10 @@ def test_accepted_records_decode_exactly_as_protobuf_reads_them(records_):
         pytest.fail("a float-tensor event was refused")
     _same(_decoded(template, records_[0]), _parsed(records_[0]))
     for record in records_[1:]:
-        if len(record) != len(records_[0]):
+        rows = np.frombuffer(record, dtype=np.uint8).reshape(1, -1)
+        # Same length is not same structure (a 10-byte negative step where the
+        # template has a wall time and a 1-byte step): refused, it goes to protobuf.
+        if len(record) != len(records_[0]) or not template.match(rows)[0]:
             continue
         _same(_decoded(template, record), _parsed(record))
 
