@@ -26,6 +26,9 @@ TAG_PREFIX = "plateau/"
 BATCH_LOSS = "batch_loss"  # loss of the recorded training batch itself
 LEARNING_RATE = "learning_rate"  # the learning rate in use at that step
 EPOCH_PREFIX = "epoch/"  # epoch-end logs: "epoch/loss", "epoch/val_loss", ...
+# The weight penalty (sum of the weights' regularizers) included in the loss,
+# at recorded steps of models that have regularizers.
+REGULARIZATION_LOSS = "regularization_loss"
 
 # Per-layer vectors (DATA_CLASS_TENSOR, float32 [num_layers]) over the
 # trainable layers, in model order.
@@ -61,7 +64,7 @@ NUMERICS_SOURCES = ("inputs", "labels", "loss", "gradients", "weights", "activat
 # written once per run at step 0.
 CONFIG = "config"
 
-SCALAR_NAMES = (BATCH_LOSS, LEARNING_RATE)
+SCALAR_NAMES = (BATCH_LOSS, LEARNING_RATE, REGULARIZATION_LOSS)
 VECTOR_NAMES = (
     GRAD_NORM,
     WEIGHT_NORM,

@@ -478,6 +478,42 @@ class _ModelIndex:
         return per_layer, missing
 
 
+_REGULARIZER_ATTRS = (
+    "kernel_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "embeddings_regularizer",
+    "recurrent_regularizer",
+)
+
+
+def _describe_regularizer(regularizer):
+    """{"class": "L2", "l2": 0.01}: the regularizer's class and its numeric settings."""
+    entry = {"class": type(regularizer).__name__}
+    try:
+        config = regularizer.get_config()
+    except Exception:
+        config = {}
+    for key, value in (config or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            entry[key] = float(value)
+    return entry
+
+
+def _regularization_loss(model):
+    """The weight penalty the loss carries now: the sum of the weights' regularizers.
+
+    Read from the variables on the host, outside the train step, so it costs
+    one small computation per recorded step and nothing otherwise.
+    """
+    total = 0.0
+    for variable in model.trainable_weights:
+        regularizer = getattr(variable, "regularizer", None)
+        if regularizer is not None:
+            total += float(regularizer(variable))
+    return total
+
+
 def _describe_layers(model):
     layers = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
@@ -516,6 +552,10 @@ def _describe_layers(model):
             init = getattr(layer, attr, None)
             if init is not None:
                 entry[attr] = _initializer_name(init)
+        for attr in _REGULARIZER_ATTRS:
+            regularizer = getattr(layer, attr, None)
+            if regularizer is not None:
+                entry[attr] = _describe_regularizer(regularizer)
         if cls == "Lambda":
             entry["function"] = _fn_name(getattr(layer, "function", None))
         try:
@@ -1420,6 +1460,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._record_next = False
         self._config = None
         self._output_names = []
+        self._has_regularizers = False
         self._input_info = []
 
     # Keras' async dispatch would run on_train_batch_end off the training thread.
@@ -1453,6 +1494,9 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def _setup(self):
         model = self.model
         self._index = _ModelIndex(model)
+        self._has_regularizers = any(
+            getattr(v, "regularizer", None) is not None for v in model.trainable_weights
+        )
         self._output_names, output_units = _output_info(model)
         self._input_info = _input_info(model)
         strategy = model.distribute_strategy
@@ -1578,6 +1622,10 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         lr = guard.run("learning_rate", _current_learning_rate, self.model.optimizer)
         if lr is not None:
             scalars.append((metadata.LEARNING_RATE, lr))
+        if self._has_regularizers:
+            penalty = guard.run("regularization_loss", _regularization_loss, self.model)
+            if penalty is not None:
+                scalars.append((metadata.REGULARIZATION_LOSS, penalty))
         weights = guard.run("weights", _read_weights, self._index)
         update_ratio = None
         if scheduled and self._weights_before is not None and weights is not None:
