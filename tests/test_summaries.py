@@ -557,3 +557,36 @@ def test_step_after_the_first_nonfinite_loss_is_recorded_whole(tmp_path):
     grad_norm = data.vectors[metadata.GRAD_NORM]
     assert grad_norm.steps.tolist() == [0, first_nan + 1]
     assert not np.all(np.isfinite(grad_norm.values[1]))
+
+
+def test_weight_penalty_and_regularizers_are_recorded(tmp_path):
+    """The penalty in the loss equals the test's own sum of 0.01 * ||W||^2 (weights frozen
+    by a zero learning rate), and the configuration names each layer's regularizer."""
+    x, y = _data()
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(
+                16, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01)
+            ),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(True))
+    kernel = model.layers[0].kernel.numpy()
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=4)],
+    )
+    data = _read(tmp_path, "run")
+    penalty = data.scalars[metadata.REGULARIZATION_LOSS]
+    np.testing.assert_allclose(penalty.values, 0.01 * np.sum(kernel**2), rtol=1e-4)
+    assert penalty.values[0] < data.scalars[metadata.BATCH_LOSS].values[0]  # part of the loss
+    (hidden,) = [layer for layer in data.config["layers"] if layer.get("units") == 16]
+    assert hidden["kernel_regularizer"]["class"] == "L2"
+    assert hidden["kernel_regularizer"]["l2"] == pytest.approx(0.01)
