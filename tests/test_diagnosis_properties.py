@@ -23,7 +23,7 @@ SETTINGS = settings(
 
 SPECIALS = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300)
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "linear", "swish")
-RUN_KEYS = {"run", "verdict", "findings"}
+RUN_KEYS = {"schema_version", "run", "verdict", "findings"}
 OPTIONAL_RUN_KEYS = {"notes", "incomplete"}
 FINDING_KEYS = {
     "cause",

@@ -42,9 +42,10 @@ from tb_plateau.diagnosis import (
     loss_curve,
     numerics,
     ranking,
+    regularization,
 )
 from tb_plateau.diagnosis.causes import CAUSE_IDS, CRITICAL, INFO, WARNING
-from tb_plateau.diagnosis.finding import Finding
+from tb_plateau.diagnosis.finding import Finding, fmt
 
 __all__ = [
     "CAUSE_IDS",
@@ -71,13 +72,14 @@ DETECTORS = (
     + learning_rate.DETECTORS
     + gradients.DETECTORS
     + activations.DETECTORS
+    + regularization.DETECTORS
     + loss_curve.DETECTORS
 )
 
 NOT_RECORDED_NOTE = (
     "This run was not recorded with tb_plateau, so only its loss curves were diagnosed."
-    " Add callbacks=[tb_plateau.summaries.PlateauCallback(log_dir)] to model.fit to see"
-    " gradients, activations and the configuration."
+    " Recorded with tb_plateau.summaries (PlateauCallback for Keras' fit, Recorder for a"
+    " custom training loop), its gradients, activations and configuration would be too."
 )
 NO_LOSS_NOTE = "No loss series found in this run (no scalar named like a loss)."
 INCOMPLETE_NOTE = (
@@ -126,6 +128,74 @@ def _merge_same_cause(findings):
     return list(by_cause.values())
 
 
+# Causes that say how the training ended: a good final loss does not make
+# them harmless (NaN anywhere; a validation loss rising; a loss still falling).
+_OUTCOME_CAUSES = (causes.NONFINITE, causes.OVERFITTING, causes.NOT_CONVERGED)
+
+
+def _did_not_stop_training(ctx, findings):
+    """A cause that did not stop a training that reached a good fit is at most info."""
+    if not ctx.good_fit:
+        return
+    for finding in findings:
+        if finding.cause in _OUTCOME_CAUSES or finding.severity == INFO:
+            continue
+        finding.severity = INFO
+        finding.confidence = min(finding.confidence, 0.5)
+        finding.explanation += (
+            " It did not stop this training: %s. Worth fixing for a faster or steadier"
+            " training, but not why a loss would be stuck." % ctx.progress_reason
+        )
+
+
+def _stuck_without_cause(ctx, findings):
+    """The finding for a run the curve shows stuck when no check named a cause, or None."""
+    if not ctx.stuck or any(f.severity_rank >= causes.SEVERITY_RANK[WARNING] for f in findings):
+        return None
+    checked = (
+        "the step size, gradient flow, dead and saturated units, the inputs, the loss and"
+        " output layer, the labels, regularization and batch normalization"
+        if ctx.recorded
+        else "only the loss curves (the run was not recorded with tb_plateau)"
+    )
+    return Finding(
+        cause=causes.UNEXPLAINED_PLATEAU,
+        severity=WARNING,
+        confidence=0.5,
+        title="The loss is stuck; no cause was identified",
+        explanation=(
+            "The training is not learning: %s.%s No check found why; checked: %s. Findings"
+            " below, if any, were too weak to name as the cause."
+            % (
+                ctx.progress_reason,
+                loss_curve.chance_hint(ctx.train_shape.tail) if ctx.chance_loss is None else "",
+                checked,
+            )
+        ),
+        first_step=int(ctx.train.steps[0]) if ctx.train is not None and len(ctx.train) else None,
+        evidence={
+            "series": [ctx.train.tag] if ctx.train is not None else [],
+            "reason": ctx.progress_reason,
+        },
+    )
+
+
+def _framework_fixes(ctx, findings):
+    """Fixes in words any framework's user can act on, for runs not written from Keras."""
+    if ctx.framework == "keras":
+        return
+    for finding in findings:
+        if finding.fixes:
+            finding.fixes = causes.neutral_fixes(finding.cause)
+            rate = finding.evidence.get("learning_rate")
+            if finding.cause in (causes.LR_TOO_HIGH, causes.LR_TOO_LOW) and rate:
+                factor = 0.1 if finding.cause == causes.LR_TOO_HIGH else 10.0
+                finding.fixes[0] = "Set the learning rate to %s (now %s)." % (
+                    fmt(rate * factor),
+                    fmt(rate),
+                )
+
+
 def _diagnose(run_data):
     notes = list(run_data.problems)
     # Overflow and all-NaN warnings from extreme series (a diverged run's 1e300
@@ -133,7 +203,13 @@ def _diagnose(run_data):
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         ctx = context.build(run_data)
-        findings = ranking.rank(_merge_same_cause(_run_detectors(ctx, notes)))
+        findings = _merge_same_cause(_run_detectors(ctx, notes))
+        _did_not_stop_training(ctx, findings)
+        findings = ranking.rank(findings)
+        stuck = _stuck_without_cause(ctx, findings)
+        if stuck is not None:
+            findings.insert(0, stuck)
+        _framework_fixes(ctx, findings)
     if run_data.incomplete:
         notes.insert(0, INCOMPLETE_NOTE)
     elif not ctx.recorded:
@@ -166,6 +242,7 @@ def run_report(run_data):
         "run": run_data.name,
         "verdict": verdict(findings),
         "findings": [finding.to_dict() for finding in findings],
+        "schema_version": causes.SCHEMA_VERSION,
     }
     if run_data.incomplete:
         report["incomplete"] = True
@@ -180,6 +257,7 @@ def unreadable_run_report(run, error):
         "run": run,
         "verdict": HEALTHY,
         "findings": [],
+        "schema_version": causes.SCHEMA_VERSION,
         "incomplete": True,
         "notes": [
             INCOMPLETE_NOTE,

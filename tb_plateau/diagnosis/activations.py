@@ -11,6 +11,9 @@ from tb_plateau.diagnosis.finding import Finding, fmt, percent
 # A layer is flagged when more than half of its units are dead (published
 # starting point: flag a layer above 50% dead).
 DEAD_LAYER_FRACTION = 0.5  # of the layer's units
+# When the loss curve says the run is stuck, a third of a layer dead is enough
+# to name (moderate evidence, said as such).
+DEAD_LAYER_FRACTION_STUCK = 0.3  # of the layer's units
 # A whole layer dead (all but a few units) blocks every gradient to the layers
 # before it: training cannot succeed.
 DEAD_LAYER_CRITICAL = 0.95  # of the layer's units
@@ -19,6 +22,7 @@ DEAD_LAYER_CRITICAL = 0.95  # of the layer's units
 # recorder counts sigmoid outputs beyond 0.03/0.97 and |tanh| > 0.97.
 SATURATED_LAYER_FRACTION = 0.5  # of the layer's outputs
 SATURATED_LAYER_CRITICAL = 0.9  # of the layer's outputs
+SATURATED_LAYER_FRACTION_STUCK = 0.3  # when the loss curve says the run is stuck
 
 # Only these pass exactly zero gradient below zero; leaky/ELU/GELU units that
 # never fire still pass some.
@@ -68,18 +72,17 @@ def detect_dead_relu(ctx):
     if series is None:
         return None
     late = _late_median(series)
+    bar = ctx.threshold(DEAD_LAYER_FRACTION, DEAD_LAYER_FRACTION_STUCK)
     flagged = [
-        i
-        for i, name in enumerate(names)
-        if name.split(":")[-1] in DEAD_CAPABLE and late[i] > DEAD_LAYER_FRACTION
+        i for i, name in enumerate(names) if name.split(":")[-1] in DEAD_CAPABLE and late[i] > bar
     ]
     if not flagged:
         return None
     worst = max(flagged, key=lambda i: late[i])
-    onset_rows = np.flatnonzero(series.values[:, worst] > DEAD_LAYER_FRACTION)
+    onset_rows = np.flatnonzero(series.values[:, worst] > bar)
     onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
     at_start = float(series.values[0, worst])
-    at_init = at_start > DEAD_LAYER_FRACTION
+    at_init = at_start > bar
     output_name = _output_layer_name(ctx, series)
     details = ", ".join("%s %s" % (series.labels[i], percent(late[i])) for i in flagged[:6])
     explanation = "Dead ReLU units (never above zero over the recorded batch): %s." % details
@@ -94,15 +97,21 @@ def detect_dead_relu(ctx):
         explanation += (
             " Layer %s was %s dead at the first record and passed %s at step %d: the units"
             " died during training, typically after a too-large update."
-            % (series.labels[worst], percent(at_start), percent(DEAD_LAYER_FRACTION), onset_step)
+            % (series.labels[worst], percent(at_start), percent(bar), onset_step)
         )
     explanation += " Dead units pass no gradient, so they never recover."
+    moderate = late[worst] <= DEAD_LAYER_FRACTION
+    if moderate:
+        explanation += (
+            " Under half of the layer is dead, moderate evidence on its own; it is named"
+            " because the loss is stuck (%s)." % ctx.progress_reason
+        )
     if series.labels[worst] == output_name:
         explanation += " It is the output layer: a ReLU output cannot predict below zero."
     return Finding(
         cause=causes.DEAD_RELU,
         severity=causes.CRITICAL if late[worst] >= DEAD_LAYER_CRITICAL else causes.WARNING,
-        confidence=min(0.95, 0.6 + float(late[worst]) * 0.35),
+        confidence=min(0.95, 0.6 + float(late[worst]) * 0.35) - 0.15 * moderate,
         title="%s of layer %s's ReLU units are dead" % (percent(late[worst]), series.labels[worst]),
         explanation=explanation,
         first_step=onset_step,
@@ -113,7 +122,7 @@ def detect_dead_relu(ctx):
             "at_init": bool(at_init),
             "onset_step": onset_step,
             "output_layer": series.labels[worst] == output_name,
-            "threshold": DEAD_LAYER_FRACTION,
+            "threshold": bar,
         },
     )
 
@@ -125,19 +134,18 @@ def detect_saturated_activations(ctx):
         return None
     output_name = _output_layer_name(ctx, series)
     late = _late_median(series)
+    bar = ctx.threshold(SATURATED_LAYER_FRACTION, SATURATED_LAYER_FRACTION_STUCK)
     # A saturated output layer means confident predictions, which is what
     # training aims for; only hidden layers lose their gradient to it.
     flagged = [
         i
         for i, name in enumerate(names)
-        if name.split(":")[-1] in SATURATING
-        and series.labels[i] != output_name
-        and late[i] > SATURATED_LAYER_FRACTION
+        if name.split(":")[-1] in SATURATING and series.labels[i] != output_name and late[i] > bar
     ]
     if not flagged:
         return None
     worst = max(flagged, key=lambda i: late[i])
-    onset_rows = np.flatnonzero(series.values[:, worst] > SATURATED_LAYER_FRACTION)
+    onset_rows = np.flatnonzero(series.values[:, worst] > bar)
     onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
     details = ", ".join(
         "%s (%s) %s" % (series.labels[i], names[i], percent(late[i])) for i in flagged[:6]
@@ -148,7 +156,13 @@ def detect_saturated_activations(ctx):
         " There the derivative is under 0.03, so almost no gradient flows through them"
         " to the layers before." % details
     )
-    if float(series.values[0, worst]) > SATURATED_LAYER_FRACTION:
+    moderate = late[worst] <= SATURATED_LAYER_FRACTION
+    if moderate:
+        explanation += (
+            " Under half of the layer is saturated, moderate evidence on its own; it is named"
+            " because the loss is stuck (%s)." % ctx.progress_reason
+        )
+    if float(series.values[0, worst]) > bar:
         explanation += " Layer %s was already %s saturated at the first record (step %d):" % (
             series.labels[worst],
             percent(series.values[0, worst]),
@@ -158,7 +172,7 @@ def detect_saturated_activations(ctx):
     return Finding(
         cause=causes.SATURATED_ACTIVATIONS,
         severity=causes.CRITICAL if late[worst] >= SATURATED_LAYER_CRITICAL else causes.WARNING,
-        confidence=min(0.95, 0.55 + float(late[worst]) * 0.4),
+        confidence=min(0.95, 0.55 + float(late[worst]) * 0.4) - 0.15 * moderate,
         title="%s of layer %s's %s units are saturated"
         % (percent(late[worst]), series.labels[worst], names[worst]),
         explanation=explanation,
@@ -168,8 +182,8 @@ def detect_saturated_activations(ctx):
             "series": [metadata.tag(metadata.ACT_SATURATED_FRACTION)]
             + ([metadata.tag(metadata.ACT_MEAN)] if mean_series is not None else []),
             "saturated_fraction": {series.labels[i]: float(late[i]) for i in flagged},
-            "at_init": bool(float(series.values[0, worst]) > SATURATED_LAYER_FRACTION),
-            "threshold": SATURATED_LAYER_FRACTION,
+            "at_init": bool(float(series.values[0, worst]) > bar),
+            "threshold": bar,
         },
     )
 

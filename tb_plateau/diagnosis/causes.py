@@ -30,13 +30,24 @@ INSUFFICIENT_CAPACITY = "insufficient_capacity"
 NO_SIGNAL = "no_signal"
 OVERFITTING = "overfitting"
 NOT_CONVERGED = "not_converged"
+OVER_REGULARIZATION = "over_regularization"
+# Not a cause: the loss curve says the training is stuck and no check named
+# why. Reported so that a stuck run is never called healthy.
+UNEXPLAINED_PLATEAU = "unexplained_plateau"
+
+# The version of the report's schema (`run_report`). 2 added the cause ids
+# `over_regularization` and `unexplained_plateau`, and `schema_version` itself.
+SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class Cause:
     id: str
     title: str  # the default one-line title; detectors may make it specific
-    fixes: Tuple[str, ...]
+    fixes: Tuple[str, ...]  # Keras code, for runs recorded from Keras
+    # The same advice in words any framework's user can act on (runs logged
+    # from PyTorch or an unknown writer never get Keras code).
+    neutral_fixes: Tuple[str, ...] = ()
 
 
 _CAUSES = (
@@ -53,6 +64,12 @@ _CAUSES = (
             "optimizer = keras.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0)",
             "keras.callbacks.TerminateOnNaN()  # stop at once instead of training on NaN",
         ),
+        (
+            "Drop or impute the rows of the training data that hold NaN/Inf before training.",
+            "Guard logs, divisions and square roots in custom code (clip their argument away from"
+            " 0).",
+            "Clip the gradient norm (e.g. to 1.0) and stop the run at the first NaN loss.",
+        ),
     ),
     Cause(
         LR_TOO_HIGH,
@@ -63,14 +80,24 @@ _CAUSES = (
             "keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=10_000,"
             " warmup_target=1e-3, warmup_steps=500)  # warm up instead of starting high",
         ),
+        (
+            "Lower the learning rate about 10x.",
+            "Clip the gradient norm (e.g. to 1.0) so that no single step can be huge.",
+            "Warm the learning rate up over the first few hundred steps instead of starting high.",
+        ),
     ),
     Cause(
         LR_TOO_LOW,
         "The learning rate is too low",
         (
-            "optimizer = keras.optimizers.Adam(learning_rate=1e-3)",
+            "optimizer = keras.optimizers.Adam(learning_rate=1e-3)  # or 10x higher than now",
             "# Find a good rate: train a few hundred steps at each of 1e-4, 1e-3, 1e-2\n"
             "# and keep the largest that lowers the loss steadily.",
+        ),
+        (
+            "Raise the learning rate about 10x.",
+            "Run a learning-rate range test: a few hundred steps at each of several rates 10x "
+            "apart, keeping the largest that lowers the loss steadily.",
         ),
     ),
     Cause(
@@ -80,6 +107,12 @@ _CAUSES = (
             "optimizer = keras.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0)",
             'keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal")',
             "keras.layers.LayerNormalization()  # between the layers whose gradients grow",
+        ),
+        (
+            "Clip the gradient norm (e.g. to 1.0).",
+            "Initialize ReLU layers with He initialization (variance 2 / fan-in), others with "
+            "Glorot.",
+            "Add normalization (LayerNorm/BatchNorm) between the layers whose gradients grow.",
         ),
     ),
     Cause(
@@ -91,6 +124,12 @@ _CAUSES = (
             "keras.layers.BatchNormalization()  # after each hidden Dense/Conv layer",
             "# Residual connections: x = keras.layers.Add()([x, block(x)])",
         ),
+        (
+            "Use ReLU-family activations with He initialization in hidden layers instead of "
+            "sigmoid/tanh.",
+            "Add normalization after each hidden layer.",
+            "Add residual connections (x + block(x)) around deep stacks.",
+        ),
     ),
     Cause(
         DEAD_RELU,
@@ -101,6 +140,11 @@ _CAUSES = (
             'keras.layers.LeakyReLU(negative_slope=0.1)  # or activation="gelu"',
             "optimizer = keras.optimizers.Adam(learning_rate=1e-3)  # a lower rate",
         ),
+        (
+            "Initialize ReLU layers with He initialization and zero biases.",
+            "Use LeakyReLU or GELU, which pass gradient below zero.",
+            "Lower the learning rate: large steps push units where they never fire.",
+        ),
     ),
     Cause(
         SATURATED_ACTIVATIONS,
@@ -109,6 +153,11 @@ _CAUSES = (
             'keras.layers.Dense(64, activation="tanh", kernel_initializer="glorot_uniform")',
             'keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal")',
             "keras.layers.BatchNormalization()  # before the saturating activation",
+        ),
+        (
+            "Initialize sigmoid/tanh layers with Glorot initialization and normalize their inputs.",
+            "Use ReLU-family activations in hidden layers.",
+            "Add normalization before the saturating activation.",
         ),
     ),
     Cause(
@@ -120,6 +169,10 @@ _CAUSES = (
             "model = keras.Sequential([keras.Input(x_train.shape[1:]), norm, ...])",
             "keras.layers.Rescaling(1.0 / 255)  # for 0-255 pixels, as the first layer",
         ),
+        (
+            "Standardize each input feature to mean 0 and std 1 with statistics of the training "
+            "set (or scale 0-255 pixels by 1/255).",
+        ),
     ),
     Cause(
         LOSS_OUTPUT_MISMATCH,
@@ -130,6 +183,14 @@ _CAUSES = (
             "keras.layers.Dense(1)  # one logit, with\n"
             "loss = keras.losses.BinaryCrossentropy(from_logits=True)",
             'keras.layers.Dense(1)  # linear output for regression, with loss="mse"',
+        ),
+        (
+            "Output raw logits and use the cross-entropy that applies softmax/sigmoid itself "
+            "(from logits).",
+            "Use one output unit per class for multi-class cross-entropy, and a linear output for"
+            " regression.",
+            "Check that the labels are in the range the loss expects (class ids 0..C-1, 0/1 for "
+            "binary cross-entropy).",
         ),
     ),
     Cause(
@@ -145,6 +206,12 @@ _CAUSES = (
             "print([v.path for v, g in zip(model.trainable_variables,\n"
             "       tape.gradient(loss, model.trainable_variables)) if g is None])",
         ),
+        (
+            "Replace non-differentiable ops (sign, round, argmax, thresholds, casts) by smooth "
+            "ones.",
+            "Check that every trainable layer is connected to the loss and not behind a stop-"
+            "gradient/detach.",
+        ),
     ),
     Cause(
         BATCHNORM_MISUSE,
@@ -154,6 +221,12 @@ _CAUSES = (
             "keras.layers.LayerNormalization()  # instead of BatchNormalization for small batches",
             "keras.layers.BatchNormalization(momentum=0.9)  # moving statistics that catch up",
         ),
+        (
+            "Train batch normalization on batches of 16 or more, or use LayerNorm or GroupNorm "
+            "for small batches.",
+            "Evaluate in inference mode, and let frozen batch-norm layers keep statistics of the "
+            "data they see.",
+        ),
     ),
     Cause(
         INSUFFICIENT_CAPACITY,
@@ -161,6 +234,10 @@ _CAUSES = (
         (
             'keras.layers.Dense(128, activation="relu")  # wider hidden layers',
             "# Add hidden layers, and remove bottlenecks narrower than the output.",
+        ),
+        (
+            "Widen the hidden layers and remove bottlenecks narrower than the output.",
+            "Add hidden layers.",
         ),
     ),
     Cause(
@@ -171,6 +248,11 @@ _CAUSES = (
             "print(x[:5], y[:5])",
             "import numpy as np\n"
             "print(np.unique(y, return_counts=True))  # constant or wrong labels?",
+        ),
+        (
+            "Check that inputs and labels are still aligned (shuffled together, same order): "
+            "print a few pairs.",
+            "Count the labels per class: constant or wrong labels?",
         ),
     ),
     Cause(
@@ -183,6 +265,10 @@ _CAUSES = (
             'keras.layers.Dense(64, activation="relu",'
             " kernel_regularizer=keras.regularizers.L2(1e-4))",
         ),
+        (
+            "Stop early on the validation loss and keep the best weights.",
+            "Add dropout or weight decay, or more training data.",
+        ),
     ),
     Cause(
         NOT_CONVERGED,
@@ -191,11 +277,164 @@ _CAUSES = (
             "model.fit(x, y, epochs=2 * epochs)  # train longer",
             'keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=3)',
         ),
+        (
+            "Train for more epochs.",
+            "Lower the learning rate when the loss levels off instead of stopping.",
+        ),
+    ),
+    Cause(
+        OVER_REGULARIZATION,
+        "Regularization is too strong for the model to fit",
+        (
+            'keras.layers.Dense(64, activation="relu",'
+            " kernel_regularizer=keras.regularizers.L2(1e-4))  # 1e-5 to 1e-3 is usual",
+            "keras.layers.Dropout(0.2)  # 0.1-0.5 between hidden layers",
+            "loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)",
+        ),
+        (
+            "Lower the weight decay / L2 coefficient (1e-5 to 1e-3 is usual).",
+            "Lower the dropout rate (0.1-0.5 between hidden layers).",
+            "Lower label smoothing to about 0.1.",
+        ),
+    ),
+    Cause(
+        UNEXPLAINED_PLATEAU,
+        "The loss is stuck; no cause was identified",
+        (
+            "# Check the step size first: train a few hundred steps at each of 1e-4, 1e-3,"
+            " 1e-2\n# and keep the largest that lowers the loss steadily.",
+            "# Check the data: can the model overfit 32 samples?\n"
+            "model.fit(x[:32], y[:32], epochs=200, verbose=0)",
+        ),
+        (
+            "Run a learning-rate range test: a few hundred steps at each of several rates 10x"
+            " apart.",
+            "Check that the model can overfit a handful of samples; if not, the model, loss or"
+            " labels are wrong.",
+        ),
     ),
 )
 
 CAUSES = {cause.id: cause for cause in _CAUSES}
 CAUSE_IDS = tuple(cause.id for cause in _CAUSES)
+
+
+# What each cause can produce: the findings that may be its consequences
+# (DESIGN.md, "Ranking"). A finding explained by a root present in the same
+# run is shown under it. Edges in both directions (lr_too_high and
+# exploding_gradients) are decided by time: what showed first is the root.
+# A learning rate is never a consequence of the data, a bottleneck in the
+# architecture never a consequence of anything, and no cause is a consequence
+# of a symptom that only describes the loss curve.
+PRODUCES = {
+    LOSS_OUTPUT_MISMATCH: {
+        NO_SIGNAL,
+        ZERO_GRADIENT,
+        SATURATED_ACTIVATIONS,
+        VANISHING_GRADIENTS,
+        DEAD_RELU,
+        NOT_CONVERGED,
+        NONFINITE,
+        LR_TOO_LOW,
+        UNEXPLAINED_PLATEAU,
+    },
+    UNNORMALIZED_INPUTS: {
+        DEAD_RELU,
+        SATURATED_ACTIVATIONS,
+        EXPLODING_GRADIENTS,
+        VANISHING_GRADIENTS,
+        ZERO_GRADIENT,
+        NO_SIGNAL,
+        NONFINITE,
+        NOT_CONVERGED,
+        BATCHNORM_MISUSE,
+        UNEXPLAINED_PLATEAU,
+    },
+    BATCHNORM_MISUSE: {
+        ZERO_GRADIENT,
+        OVERFITTING,
+        NO_SIGNAL,
+        NOT_CONVERGED,
+        VANISHING_GRADIENTS,
+        UNEXPLAINED_PLATEAU,
+    },
+    LR_TOO_HIGH: {
+        EXPLODING_GRADIENTS,
+        NONFINITE,
+        DEAD_RELU,
+        SATURATED_ACTIVATIONS,
+        ZERO_GRADIENT,
+        NO_SIGNAL,
+        VANISHING_GRADIENTS,
+        NOT_CONVERGED,
+        UNEXPLAINED_PLATEAU,
+    },
+    EXPLODING_GRADIENTS: {
+        NONFINITE,
+        DEAD_RELU,
+        SATURATED_ACTIVATIONS,
+        ZERO_GRADIENT,
+        NO_SIGNAL,
+        LR_TOO_HIGH,
+        NOT_CONVERGED,
+        UNEXPLAINED_PLATEAU,
+    },
+    # Weights shrinking under a heavy penalty make each step large relative to
+    # them: the update/weight ratio reads high without the rate being so.
+    OVER_REGULARIZATION: {
+        LR_TOO_HIGH,
+        NO_SIGNAL,
+        DEAD_RELU,
+        VANISHING_GRADIENTS,
+        ZERO_GRADIENT,
+        LR_TOO_LOW,
+        NOT_CONVERGED,
+        SATURATED_ACTIVATIONS,
+        UNEXPLAINED_PLATEAU,
+    },
+    SATURATED_ACTIVATIONS: {
+        VANISHING_GRADIENTS,
+        ZERO_GRADIENT,
+        NO_SIGNAL,
+        NOT_CONVERGED,
+        LR_TOO_LOW,
+        UNEXPLAINED_PLATEAU,
+    },
+    DEAD_RELU: {
+        ZERO_GRADIENT,
+        VANISHING_GRADIENTS,
+        NO_SIGNAL,
+        NOT_CONVERGED,
+        LR_TOO_LOW,
+        UNEXPLAINED_PLATEAU,
+    },
+    VANISHING_GRADIENTS: {
+        NO_SIGNAL,
+        NOT_CONVERGED,
+        LR_TOO_LOW,
+        ZERO_GRADIENT,
+        UNEXPLAINED_PLATEAU,
+    },
+    ZERO_GRADIENT: {
+        NO_SIGNAL,
+        NOT_CONVERGED,
+        LR_TOO_LOW,
+        UNEXPLAINED_PLATEAU,
+    },
+    LR_TOO_LOW: {NOT_CONVERGED, NO_SIGNAL, UNEXPLAINED_PLATEAU},
+    NO_SIGNAL: {OVERFITTING, NOT_CONVERGED, UNEXPLAINED_PLATEAU},
+    # A layer too narrow for what it must carry is driven to its extremes.
+    INSUFFICIENT_CAPACITY: {
+        NOT_CONVERGED,
+        SATURATED_ACTIVATIONS,
+        DEAD_RELU,
+        UNEXPLAINED_PLATEAU,
+    },
+    NONFINITE: set(),  # NaN in the data poisons everything: see ranking
+    OVERFITTING: set(),
+    NOT_CONVERGED: set(),
+    UNEXPLAINED_PLATEAU: set(),
+}
 
 
 def title(cause_id):
@@ -204,3 +443,7 @@ def title(cause_id):
 
 def fixes(cause_id):
     return list(CAUSES[cause_id].fixes)
+
+
+def neutral_fixes(cause_id):
+    return list(CAUSES[cause_id].neutral_fixes)

@@ -40,6 +40,9 @@ TINY_LABEL_STD = 1e-3
 
 # Tolerance on "labels within the output's range".
 RANGE_TOLERANCE = 0.01
+# Target rows whose sum is this far from 1 on average are not one class per
+# sample (multi-label): a softmax output, summing to 1, cannot match them.
+MULTI_LABEL_ROW_SUM_GAP = 0.1
 
 _PROBABILITY_OUTPUTS = ("softmax", "sigmoid")
 
@@ -256,6 +259,31 @@ def _mismatches(config):
                 ],
             )
         )
+    row_sum = _finite_label_row_sum(config)
+    if (
+        activation == "softmax"
+        and units
+        and units > 1
+        and row_sum is not None
+        and abs(row_sum - 1.0) > MULTI_LABEL_ROW_SUM_GAP
+        and label_min is not None
+        and label_min >= -RANGE_TOLERANCE
+        and label_max <= 1 + RANGE_TOLERANCE
+    ):
+        found.append(
+            (
+                causes.CRITICAL,
+                "Softmax output for multi-label targets",
+                "The output applies softmax, whose %d values always sum to 1, but the"
+                " target rows sum to %s on average (several labels per sample): no output"
+                " can match them, and raising one label's score lowers the others'."
+                % (units, fmt(row_sum)),
+                [
+                    'keras.layers.Dense(num_labels, activation="sigmoid")  # one probability'
+                    " per label, with\nloss = keras.losses.BinaryCrossentropy()",
+                ],
+            )
+        )
     reachable = _output_range(activation)
     if config.is_regression_loss and reachable is not None and label_min is not None:
         low, high = reachable
@@ -273,6 +301,14 @@ def _mismatches(config):
                 )
             )
     return found
+
+
+def _finite_label_row_sum(config):
+    labels = config.labels
+    if not labels or labels.get("encoding") == "sparse":
+        return None
+    value = labels.get("row_sum_mean")
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
 def _loss_class_name(config):

@@ -294,6 +294,41 @@ class ConfigView:
         return isinstance(optimizer, dict) and bool(optimizer.get("learning_rate_schedule"))
 
     @property
+    def weight_decay(self):
+        """The optimizer's decoupled weight decay (AdamW, ...), or None."""
+        optimizer = self.raw.get("optimizer")
+        config = (optimizer or {}).get("config") or {} if isinstance(optimizer, dict) else {}
+        return _finite_float(config.get("weight_decay"))
+
+    @property
+    def label_smoothing(self):
+        loss = self.loss
+        return _finite_float(loss.get("label_smoothing")) if loss else None
+
+    @property
+    def penalties(self):
+        """[(layer name, what, coefficient)]: each layer's L1/L2 penalties."""
+        found = []
+        for layer in self.layers:
+            for attr, value in layer.items():
+                if not attr.endswith("_regularizer") or not isinstance(value, dict):
+                    continue
+                for kind in ("l1", "l2"):
+                    coefficient = _finite_float(value.get(kind))
+                    if coefficient:
+                        found.append((layer.get("name"), "%s %s" % (attr, kind), coefficient))
+        return found
+
+    @property
+    def dropout_rates(self):
+        """[(layer name, rate)] of the dropout layers."""
+        return [
+            (layer.get("name"), float(layer["rate"]))
+            for layer in self.layers
+            if "Dropout" in str(layer.get("class")) and _finite_float(layer.get("rate"))
+        ]
+
+    @property
     def clips_gradients(self):
         optimizer = self.raw.get("optimizer")
         config = (optimizer or {}).get("config") or {} if isinstance(optimizer, dict) else {}

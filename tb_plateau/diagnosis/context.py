@@ -7,10 +7,33 @@ import numpy as np
 
 from tb_plateau import metadata
 from tb_plateau.diagnosis import configview, curves
+from tb_plateau.diagnosis.finding import fmt, percent
 
 # Training and validation losses this close count as equal (published starting
 # point for overfitting: (val - train) / train > 0.1).
 TRAIN_VAL_GAP = 0.1  # relative
+
+# The loss curve's verdict, which every detector reads.
+# Stuck: the training loss gained under this share of its start over the run
+# (a healthy run gains most of its fall in the first epochs) ...
+STUCK_PROGRESS = 0.25  # of the starting loss
+# ... or it ended this close to the chance level (predicting the label
+# distribution alone), when the chance level is known.
+STUCK_CHANCE_SHARE = 0.85  # of the chance-level loss
+# A good fit: the (validation) loss ended below this share of the chance level
+# (a 10-class classifier at 0.58 from ln 10 = 2.3, a regression explaining
+# 75% of its targets' variance). A cause that did not stop such a training is
+# worth knowing, not why a loss is stuck.
+GOOD_FIT_CHANCE_SHARE = 0.25  # of the chance-level loss
+# Without a known chance level: the loss fell by this share of its start.
+GOOD_FIT_PROGRESS = 0.9  # of the starting loss
+# And it ended near its best: a run that ends this many times above the lowest
+# loss it reached did not end well, however far it fell first.
+GOOD_FIT_NEAR_BEST = 1.5  # final / best
+# Still falling steeply: the last epoch lowered the training loss by this share
+# of the epoch before. Such a run is neither stuck nor converged: it was
+# stopped early (the not-converged check says so).
+STEEP_EPOCH_DROP = 0.05  # of the previous epoch's loss
 
 
 @dataclasses.dataclass
@@ -27,6 +50,32 @@ class RunContext:
     # the curve without the batch-to-batch noise.
     epoch_train: Optional[object] = None  # rundata.Series
     epoch_train_shape: Optional[curves.CurveShape] = None
+    # The loss curve's verdict: "stuck" (the run is not learning), "good_fit"
+    # (it reached a good loss), or None (neither, or too little curve to say),
+    # and the reason in words.
+    progress: Optional[str] = None
+    progress_reason: str = ""
+    # "keras" when the run was written from Keras (tb_plateau's Keras
+    # recorder, Keras' TensorBoard callback), else None: fixes are then words
+    # any framework's user can act on.
+    framework: Optional[str] = None
+
+    @property
+    def falling_steeply(self):
+        """True when the epoch training loss fell steeply in the last epoch."""
+        return self.epoch_train is not None and falls_steeply(self.epoch_train.values)
+
+    @property
+    def stuck(self):
+        return self.progress == "stuck"
+
+    @property
+    def good_fit(self):
+        return self.progress == "good_fit"
+
+    def threshold(self, usual, when_stuck):
+        """A detector's threshold: the moderate one when the curve says the run is stuck."""
+        return when_stuck if self.stuck else usual
 
     @property
     def recorded(self):
@@ -70,12 +119,111 @@ class RunContext:
         return (val_tail - train_tail) / train_tail
 
 
+def falls_steeply(values):
+    """True when the last of 3+ epoch losses is STEEP_EPOCH_DROP below the one before."""
+    values = np.asarray(values, float)
+    if len(values) < 3 or not np.isfinite(values[-2:]).all() or values[-2] <= 0:
+        return False
+    return bool(values[-2] - values[-1] >= STEEP_EPOCH_DROP * values[-2])
+
+
 def _finite_tail(values, points=2):
     finite = np.asarray(values, float)
     finite = finite[np.isfinite(finite)]
     if not len(finite):
         return None
     return float(np.mean(finite[-points:]))
+
+
+def _fit_curve(ctx):
+    """(shape, name) of the curve that says how well the run ended: validation, else training."""
+    for name, shape in (("validation", ctx.val_shape), ("training", ctx.epoch_train_shape)):
+        if shape is not None and shape.n >= 3:
+            return shape, name
+    return ctx.train_shape, "training"
+
+
+# The loss at the start is read from this many first batch-loss records: the
+# first epoch's mean already holds most of what a healthy run learns.
+INITIAL_RECORDS = 3  # records
+
+
+def _initial_loss(ctx, shape):
+    """The loss before training had its effect: the first batch records, else the curve's head."""
+    if ctx.train is not None and ctx.train.per_batch and len(ctx.train) >= INITIAL_RECORDS:
+        first = np.asarray(ctx.train.values[:INITIAL_RECORDS], float)
+        first = first[np.isfinite(first)]
+        if len(first):
+            return max(float(np.median(first)), shape.head)
+    return shape.head
+
+
+def _ended_near_best(shape):
+    return shape.best > 0 and shape.tail <= GOOD_FIT_NEAR_BEST * shape.best
+
+
+def _judge_progress(ctx):
+    """(verdict, reason) of the loss curve; see `RunContext.progress`."""
+    shape = ctx.epoch_train_shape
+    if shape is None or shape.n < 4:
+        shape = ctx.train_shape
+    if shape is None or shape.n < 4:
+        return None, ""
+    if ctx.first_nonfinite_loss_step is not None:
+        return "stuck", "the loss turned NaN/Inf at step %d" % ctx.first_nonfinite_loss_step
+    chance = ctx.chance_loss
+    fit, fit_name = _fit_curve(ctx)
+    start = _initial_loss(ctx, shape)
+    progress = (start - shape.tail) / abs(start) if start else 0.0
+    if ctx.falling_steeply:
+        return None, ""
+    if chance is not None and chance > 0 and fit is not None:
+        # (A loss below zero is no fit: these losses cannot go there with valid labels.)
+        good = 0 <= fit.tail < GOOD_FIT_CHANCE_SHARE * chance and _ended_near_best(fit)
+        if good and progress >= STUCK_PROGRESS:
+            return "good_fit", "the %s loss ended at %s, %s of the chance level %s" % (
+                fit_name,
+                fmt(fit.tail),
+                percent(fit.tail / chance),
+                fmt(chance),
+            )
+        if shape.tail > STUCK_CHANCE_SHARE * chance:
+            return "stuck", "the training loss ended at %s, %s of the chance level %s" % (
+                fmt(shape.tail),
+                percent(shape.tail / chance),
+                fmt(chance),
+            )
+    if progress < STUCK_PROGRESS:
+        return "stuck", "the training loss fell only %s over the run (%s -> %s)" % (
+            percent(max(progress, 0.0)),
+            fmt(start),
+            fmt(shape.tail),
+        )
+    if (
+        chance is None
+        and fit is not None
+        and fit.progress >= GOOD_FIT_PROGRESS
+        and fit.tail >= 0
+        and _ended_near_best(fit)
+    ):
+        return "good_fit", "the %s loss fell %s (%s -> %s)" % (
+            fit_name,
+            percent(fit.progress),
+            fmt(fit.head),
+            fmt(fit.tail),
+        )
+    return None, ""
+
+
+_KERAS_TAGS = ("epoch_loss", "epoch_learning_rate", "evaluation_loss_vs_iterations")
+
+
+def _framework(run, config):
+    if not config.is_empty:
+        return "keras"  # tb_plateau's recorder is Keras' today
+    if any(tag in _KERAS_TAGS for tag in list(run.other_scalars) + list(run.validation_scalars)):
+        return "keras"
+    return None
 
 
 def build(run):
@@ -94,7 +242,7 @@ def build(run):
     epoch_train = run.scalars.get(metadata.EPOCH_PREFIX + "loss")
     if epoch_train is not None and not len(epoch_train):
         epoch_train = None
-    return RunContext(
+    ctx = RunContext(
         run=run,
         config=config,
         train=train,
@@ -107,4 +255,7 @@ def build(run):
         epoch_train_shape=(
             curves.shape(epoch_train.steps, epoch_train.values) if epoch_train is not None else None
         ),
+        framework=_framework(run, config),
     )
+    ctx.progress, ctx.progress_reason = _judge_progress(ctx)
+    return ctx

@@ -11,6 +11,9 @@ from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 # with ||g_first|| < 1e-4).
 VANISHING_RATIO = 1e-3  # ||g_first|| / ||g_last||
 VANISHING_FIRST_NORM = 1e-4  # ||g_first||
+# When the loss curve says the run is stuck, 10x weaker evidence is enough.
+VANISHING_RATIO_STUCK = 1e-2
+VANISHING_FIRST_NORM_STUCK = 1e-3
 # Or the first layer's gradient entries are this small on average (published:
 # mean |g| < 1e-7); we use the root mean square, which equals it for Gaussians
 # up to a factor 1.25.
@@ -22,6 +25,7 @@ EXPLODING_RATIO = 70.0  # ||g_first|| / ||g_last||
 # Exploding over time: the total gradient norm grows 1,000x over its first
 # records. Healthy runs stay within ~10x (gradients shrink as the loss falls).
 EXPLODING_GROWTH = 1e3  # max ||g|| / early ||g||
+EXPLODING_GROWTH_STUCK = 1e2  # when the loss curve says the run is stuck
 # Or the total gradient norm is already this large at the first record. With
 # inputs and targets near unit scale, healthy norms are 1e-3 to 1e2.
 EXPLODING_NORM_AT_INIT = 1e5  # ||g||
@@ -116,13 +120,15 @@ def detect_vanishing_gradients(ctx):
     ratio = first_norm / last_norm
     sizes = _layer_sizes(ctx, labels)
     first_rms = first_norm / np.sqrt(sizes[first]) if sizes is not None else None
-    by_ratio = ratio < VANISHING_RATIO and first_norm < VANISHING_FIRST_NORM
+    ratio_bar = ctx.threshold(VANISHING_RATIO, VANISHING_RATIO_STUCK)
+    by_ratio = ratio < ratio_bar and first_norm < ctx.threshold(
+        VANISHING_FIRST_NORM, VANISHING_FIRST_NORM_STUCK
+    )
     by_rms = first_rms is not None and first_rms < VANISHING_RMS
     if not (by_ratio or by_rms):
         return None
-    first_step_rows = np.flatnonzero(
-        usable & (g_first / np.maximum(g_last, 1e-30) < VANISHING_RATIO)
-    )
+    moderate = not by_rms and not (ratio < VANISHING_RATIO and first_norm < VANISHING_FIRST_NORM)
+    first_step_rows = np.flatnonzero(usable & (g_first / np.maximum(g_last, 1e-30) < ratio_bar))
     first_step = int(series.steps[first_step_rows[0]]) if len(first_step_rows) else None
     explanation = (
         "The first layer's (%s) gradient norm is %s, %s smaller than the last layer's (%s, %s)"
@@ -141,11 +147,16 @@ def detect_vanishing_gradients(ctx):
     if len(chain) > 2:
         explanation += " Gradient norm by layer, input to output: " + ", ".join(chain[:8])
         explanation += ", ..." if len(chain) > 8 else "."
+    if moderate:
+        explanation += (
+            " A gap this size is moderate evidence on its own; it is named because the loss"
+            " is stuck (%s)." % ctx.progress_reason
+        )
     severity = causes.CRITICAL if ratio < VANISHING_RATIO**2 else causes.WARNING
     return Finding(
         cause=causes.VANISHING_GRADIENTS,
         severity=severity,
-        confidence=0.9 if by_ratio and by_rms else 0.75,
+        confidence=(0.9 if by_ratio and by_rms else 0.75) - 0.15 * moderate,
         title="Gradients vanish: the first layer's are %s smaller than the last's"
         % fmt_ratio(1.0 / ratio),
         explanation=explanation,
@@ -209,7 +220,9 @@ def detect_exploding_gradients(ctx):
                 growth = float(after / early_norm)
 
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
-    over_time = growth is not None and growth > EXPLODING_GROWTH
+    over_time = growth is not None and growth > ctx.threshold(
+        EXPLODING_GROWTH, EXPLODING_GROWTH_STUCK
+    )
     initial_norm = float(total[0]) if len(total) else None
     huge_at_init = initial_norm is not None and not (initial_norm <= EXPLODING_NORM_AT_INIT)
     if not (across_depth or over_time or huge_at_init):

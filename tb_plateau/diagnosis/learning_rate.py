@@ -12,12 +12,15 @@ from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 # (published starting point: suspicious below 1e-4 or above 1e-2).
 UPDATE_RATIO_HIGH = 1e-2  # suspicious when the loss misbehaves too
 UPDATE_RATIO_EXTREME = 1e-1  # 100x the healthy 1e-3: too high on its own
+# When the loss curve says the run is stuck, 30x the healthy ratio is enough.
+UPDATE_RATIO_EXTREME_STUCK = 3e-2
 # In the first records a step that changes the weights by their whole norm
 # (healthy Adam warm starts reach ~0.1 on tiny layers) throws away the
 # initialization; later records may be quiet because everything died.
 EARLY_UPDATE_RATIO_EXTREME = 1.0
 EARLY_RECORDS = 3  # records
 UPDATE_RATIO_LOW = 1e-4  # suspicious when the loss creeps too
+UPDATE_RATIO_LOW_STUCK = 3e-4  # when the curve says the run is stuck
 UPDATE_RATIO_TINY = 1e-5  # 100x below the healthy 1e-3
 
 # A spike undoes at least half of the progress made so far, and at least
@@ -28,15 +31,31 @@ SPIKE_FACTOR = 2.0  # x the median of the preceding points
 SPIKE_WINDOW = 5  # preceding points
 MIN_SPIKES = 2  # spikes (one is bad luck; two is a pattern)
 
+# An unrecovered jump: the loss rose this many times from one record to the
+# next, to this many times the curve's median, and the run ended this many
+# times above its best.
+JUMP_FACTOR = 10.0  # x the record before
+JUMP_OVER_MEDIAN = 3.0  # x the median of the curve
+JUMP_UNRECOVERED = 3.0  # final loss / best loss
+
 # Divergence: the end of the run is clearly worse than its start.
 DIVERGENCE_FACTOR = 1.5  # tail / head
 # The loss grew this much before it turned NaN: it diverged, it did not hit a log(0).
 NAN_AFTER_GROWTH = 10.0  # last finite loss / start
 
-# A learning-rate spike: a recorded rate this many times both the run's median
-# rate and the record before it (a jump up, not a schedule's warm-up or decay),
-# at which the update moved the weights by over UPDATE_RATIO_EXTREME.
-LR_SPIKE_FACTOR = 10.0  # x the median and the previous record's rate
+# A learning-rate jump: a recorded rate this many times both the median of the
+# rates recorded before it and the record just before (a jump up, not a
+# schedule's warm-up or decay), at which the update moved the weights by over
+# UPDATE_RATIO_HIGH. Compared with what came before, not with the whole run:
+# a rate that jumps and stays high is the run's median afterwards.
+LR_SPIKE_FACTOR = 10.0  # x the earlier rates
+
+# Spike then flat, from the loss curve alone: an early loss this many times the
+# level the loss then stays at, to within FLAT_AFTER_SPIKE_SPREAD: a huge step
+# threw the network where its output no longer depends on the weights.
+SPIKE_THEN_FLAT_FACTOR = 10.0  # x the flat level
+FLAT_AFTER_SPIKE_SPREAD = 1e-3  # relative spread of the points after the spike
+FLAT_AFTER_SPIKE_POINTS = 3  # points
 
 # Creeping: less than this share of the starting loss gained over the run.
 CREEPING_PROGRESS = 0.1  # of the starting loss
@@ -63,20 +82,48 @@ def _median_update_ratio(ctx):
     return float(np.median(per_record)), series
 
 
-def _early_update_ratio(ctx):
-    """The largest per-record median (over layers) of the update ratio in the first records."""
+def _early_update_ratios(ctx):
+    """(largest, median) over the first records of the per-record median update ratio."""
     series = ctx.vector(metadata.UPDATE_RATIO)
     if series is None:
-        return None
+        return None, None
     medians = [_moving_median(row) for row in series.values[:EARLY_RECORDS]]
     medians = [m for m in medians if m is not None]
-    return max(medians) if medians else None
+    if not medians:
+        return None, None
+    return max(medians), float(np.median(medians))
 
 
 def _moving_median(row):
     """One record's median update ratio over the layers that moved, or None."""
     moving = row[np.isfinite(row) & (row > 0)]
     return float(np.median(moving)) if len(moving) else None
+
+
+def _unrecovered_jump(ctx):
+    """(step, before, after, final, best) of an order-of-magnitude jump the run never undid.
+
+    A record JUMP_FACTOR times the one before and JUMP_OVER_MEDIAN times the
+    curve's median, in a run that ends JUMP_UNRECOVERED times above its best: a
+    step threw the weights far off and training did not bring them back. Noise
+    near convergence (a hard batch at 20x a tiny loss) stays under the median bar.
+    """
+    shape = ctx.train_shape
+    if shape is None or shape.n < 4:
+        return None
+    steps, values, _ = curves.finite_prefix(ctx.train)
+    if len(values) < 4 or shape.best <= 0 or shape.tail < JUMP_UNRECOVERED * shape.best:
+        return None
+    median = float(np.median(values))
+    jumps = np.flatnonzero(
+        (values[1:] >= JUMP_FACTOR * np.maximum(values[:-1], 0))
+        & (values[1:] >= JUMP_OVER_MEDIAN * median)
+        & (values[:-1] > 0)
+    )
+    if not len(jumps):
+        return None
+    i = int(jumps[0]) + 1
+    return int(steps[i]), float(values[i - 1]), float(values[i]), shape.tail, shape.best
 
 
 def _spikes(ctx):
@@ -102,23 +149,43 @@ def _learning_rate_spike(ctx):
     if rates is None or updates is None or len(rates) < 3:
         return None
     values = np.asarray(rates.values, float)
-    finite = values[np.isfinite(values)]
-    usual = float(np.median(finite)) if len(finite) else 0.0
-    if not usual > 0:
-        return None
-    previous = np.concatenate([[np.inf], values[:-1]])
-    with np.errstate(invalid="ignore"):
-        jumps = (values >= LR_SPIKE_FACTOR * usual) & (values >= LR_SPIKE_FACTOR * previous)
-    for i in np.flatnonzero(jumps):
+    for i in range(1, len(values)):
+        earlier = values[:i][np.isfinite(values[:i])]
+        usual = float(np.median(earlier)) if len(earlier) else 0.0
+        if not (usual > 0 and values[i] >= LR_SPIKE_FACTOR * max(usual, values[i - 1])):
+            continue
         step = int(rates.steps[i])
         j = int(np.searchsorted(updates.steps, step))
         if j >= len(updates.steps) or int(updates.steps[j]) != step:
             continue
         moved = _moving_median(updates.values[j])
-        if moved is not None and moved > UPDATE_RATIO_EXTREME:
-            before = float(previous[i]) if i > 0 else float("nan")
-            return step, float(values[i]), usual, before, moved
+        if moved is not None and moved > UPDATE_RATIO_HIGH:
+            return step, float(values[i]), usual, float(values[i - 1]), moved
     return None
+
+
+def _spike_then_flat(ctx):
+    """(peak step, peak, flat level, points): an early huge loss, then a constant one."""
+    curve = ctx.train
+    if curve is None:
+        return None
+    values = np.asarray(curve.values, float)
+    if len(values) < FLAT_AFTER_SPIKE_POINTS + 1 or not np.isfinite(values).all():
+        return None
+    peak = int(np.argmax(values[: max(1, len(values) // 3)]))
+    after = values[peak + 1 :]
+    if len(after) < FLAT_AFTER_SPIKE_POINTS:
+        return None
+    # The flat stretch: the points from the first one within the spread of the last.
+    level = float(after[-1])
+    if not level > 0:
+        return None
+    close = np.abs(after - level) <= FLAT_AFTER_SPIKE_SPREAD * level
+    flat_from = len(after) - int(np.argmin(close[::-1])) if not close.all() else 0
+    flat = after[flat_from:]
+    if len(flat) < FLAT_AFTER_SPIKE_POINTS or values[peak] < SPIKE_THEN_FLAT_FACTOR * level:
+        return None
+    return int(curve.steps[peak]), float(values[peak]), level, len(flat)
 
 
 def _divergence(ctx):
@@ -143,8 +210,9 @@ def detect_lr_too_high(ctx):
     ratio, ratio_series = _median_update_ratio(ctx)
     spikes = _spikes(ctx)
     divergence = _divergence(ctx)
-    curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None
-    early_ratio = _early_update_ratio(ctx)
+    jump = _unrecovered_jump(ctx)
+    curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None or jump is not None
+    early_ratio, early_typical = _early_update_ratios(ctx)
     if early_ratio is not None and (
         early_ratio > EARLY_UPDATE_RATIO_EXTREME
         # Huge first steps after which most layers never move again: the
@@ -152,8 +220,19 @@ def detect_lr_too_high(ctx):
         or (early_ratio > UPDATE_RATIO_EXTREME and _mostly_still(ctx))
     ):
         ratio = max(ratio or 0.0, early_ratio)
-    extreme = ratio is not None and ratio > UPDATE_RATIO_EXTREME
+    elif early_typical is not None and early_typical > UPDATE_RATIO_EXTREME:
+        # Huge steps sustained over the first records (one large warm-start
+        # step of Adam is not): later records may be quiet because the
+        # steps killed what they moved.
+        early_ratio = early_typical
+        ratio = max(ratio or 0.0, early_typical)
+    extreme_bar = ctx.threshold(UPDATE_RATIO_EXTREME, UPDATE_RATIO_EXTREME_STUCK)
+    extreme = ratio is not None and ratio > extreme_bar
+    moderate = extreme and not ratio > UPDATE_RATIO_EXTREME
     high = ratio is not None and ratio > UPDATE_RATIO_HIGH
+    spike_then_flat = _spike_then_flat(ctx) if not (extreme or curve_symptom) else None
+    if spike_then_flat is not None:
+        return _spike_then_flat_finding(ctx, spike_then_flat)
     if not (extreme or curve_symptom):
         return None
     if curve_symptom and ratio is not None and not high:
@@ -189,22 +268,51 @@ def detect_lr_too_high(ctx):
             "the loss spiked %d times (first at step %d), each time undoing at least half of"
             " the progress" % (len(spikes), spikes[0])
         )
+    if jump is not None:
+        step, before, after, final, best = jump
+        parts.append(
+            "the loss jumped %s from %s to %s at step %d and ended at %s, %s its best (%s)"
+            % (
+                fmt_ratio(after / before),
+                fmt(before),
+                fmt(after),
+                step,
+                fmt(final),
+                fmt_ratio(final / best),
+                fmt(best),
+            )
+        )
     learning_rate = _current_learning_rate(ctx)
     explanation = "The learning rate is too high: " + "; ".join(parts) + "."
+    if moderate:
+        explanation += (
+            " That ratio is moderate evidence on its own; it is named because the loss is"
+            " stuck (%s)." % ctx.progress_reason
+        )
     if learning_rate is not None:
         explanation += " The learning rate was %s" % fmt(learning_rate)
         if ctx.config.optimizer_name:
             explanation += " (%s)" % ctx.config.optimizer_name
         explanation += "."
-    first_step = spikes[0] if spikes else None
+    first_step = spikes[0] if spikes else (jump[0] if jump is not None else None)
     if divergence is not None and divergence[0] == "nan_after_growth":
         first_step = first_step if first_step is not None else ctx.first_nonfinite_loss_step
+    if high and ratio_series is not None:
+        # The first record whose steps were already too large.
+        too_large = [
+            int(step)
+            for step, row in zip(ratio_series.steps, ratio_series.values)
+            if (_moving_median(row) or 0.0) > UPDATE_RATIO_HIGH
+        ]
+        if too_large and (first_step is None or too_large[0] < first_step):
+            first_step = too_large[0]
     severity = (
         causes.CRITICAL
         if divergence is not None or (extreme and curve_symptom)
         else (causes.WARNING)
     )
     confidence = 0.5 + 0.2 * bool(high) + 0.15 * bool(extreme) + 0.15 * bool(curve_symptom)
+    confidence -= 0.15 * moderate
     series_tags = [ctx.train.tag] if ctx.train is not None else []
     if ratio_series is not None:
         series_tags.append(metadata.tag(metadata.UPDATE_RATIO))
@@ -272,6 +380,49 @@ def _spike_finding(ctx, spike):
     )
 
 
+def _spike_then_flat_finding(ctx, found):
+    peak_step, peak, level, points = found
+    classes, distance = curves.nearest_log_integer(level)
+    flat_words = "stayed at %s" % fmt(level)
+    if classes is not None and distance < 1e-3:
+        flat_words += (
+            " (ln %d: the loss of uniform predictions over %d classes, if the model has"
+            " %d)" % (classes, classes, classes)
+        )
+    return Finding(
+        cause=causes.LR_TOO_HIGH,
+        severity=causes.WARNING,
+        confidence=0.55 if not ctx.recorded else 0.65,
+        title="The loss spiked to %s, then stayed flat at %s" % (fmt(peak), fmt(level)),
+        explanation=(
+            "The loss reached %s at step %d, %s its later level, then %s for the last %d"
+            " points without changing: after a huge early step the network's output no"
+            " longer depends on its weights (dead or saturated units), the usual result of a"
+            " learning rate far too high."
+            % (fmt(peak), peak_step, fmt_ratio(peak / level), flat_words, points)
+        )
+        + (
+            ""
+            if ctx.recorded
+            else " (From the loss curve alone: recorded with tb_plateau, the update sizes"
+            " would show it directly.)"
+        ),
+        first_step=peak_step,
+        evidence={
+            "series": [ctx.train.tag],
+            "peak_step": peak_step,
+            "peak_loss": peak,
+            "flat_loss": level,
+            "flat_points": points,
+            "learning_rate": _current_learning_rate(ctx),
+            "thresholds": {
+                "factor": SPIKE_THEN_FLAT_FACTOR,
+                "spread": FLAT_AFTER_SPIKE_SPREAD,
+            },
+        },
+    )
+
+
 def _current_learning_rate(ctx):
     series = curves.learning_rate(ctx.run)
     if series is not None:
@@ -319,7 +470,8 @@ def detect_lr_too_low(ctx):
         # that still move say nothing about the step size.
         return None
     if ratio is not None:
-        suspicious = (ratio < UPDATE_RATIO_LOW and creeping) or (
+        low_bar = ctx.threshold(UPDATE_RATIO_LOW, UPDATE_RATIO_LOW_STUCK)
+        suspicious = (ratio < low_bar and (creeping or ctx.stuck)) or (
             ratio < UPDATE_RATIO_TINY and shape.progress < 0.5
         )
     else:
@@ -340,6 +492,12 @@ def detect_lr_too_low(ctx):
     explanation = "The learning rate is too low: " + "; ".join(parts) + "."
     if learning_rate is not None:
         explanation += " The learning rate was %s." % fmt(learning_rate)
+    fixes = causes.fixes(causes.LR_TOO_LOW)
+    if learning_rate:
+        fixes[0] = "optimizer = keras.optimizers.%s(learning_rate=%s)  # 10x higher than now" % (
+            ctx.config.optimizer_name or "Adam",
+            fmt(learning_rate * 10),
+        )
     series_tags = [ctx.train.tag]
     if ratio_series is not None:
         series_tags.append(metadata.tag(metadata.UPDATE_RATIO))
@@ -358,6 +516,7 @@ def detect_lr_too_low(ctx):
             "learning_rate": learning_rate,
             "thresholds": {"update_ratio": UPDATE_RATIO_LOW, "progress": CREEPING_PROGRESS},
         },
+        fixes=fixes,
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from tb_plateau import metadata
 from tb_plateau.diagnosis import causes, curves
-from tb_plateau.diagnosis.context import TRAIN_VAL_GAP
+from tb_plateau.diagnosis.context import TRAIN_VAL_GAP, falls_steeply
 from tb_plateau.diagnosis.finding import Finding, fmt, percent
 
 # A loss within this of chance level has learned nothing about the inputs. The
@@ -72,8 +72,8 @@ def _curve_only_note(ctx):
     if ctx.recorded:
         return ""
     return (
-        " (From the loss curve alone: recorded with tb_plateau.summaries.PlateauCallback, the"
-        " per-layer gradients and activations would show why.)"
+        " (From the loss curve alone: recorded with tb_plateau, the per-layer gradients and"
+        " activations would show why.)"
     )
 
 
@@ -90,16 +90,22 @@ def _chance(ctx):
             )
             return ctx.chance_loss, how, CHANCE_TOLERANCE_CE
         return ctx.chance_loss, "the variance of the labels", CHANCE_TOLERANCE_MSE
-    if ctx.has_config or ctx.train_shape is None:
-        return None, None, None
-    classes, distance = curves.nearest_log_integer(ctx.train_shape.tail)
+    # Without the configuration the class count is unknown: a loss that sits at
+    # ln C is only said to look like chance level (see `chance_hint`), never
+    # asserted to be it.
+    return None, None, None
+
+
+def chance_hint(level):
+    """Words for a loss level that equals ln C for a common class count C, or ""."""
+    classes, distance = curves.nearest_log_integer(level)
     if classes in CURVE_ONLY_CLASS_COUNTS and distance < CURVE_ONLY_CHANCE_TOLERANCE:
         return (
-            float(np.log(classes)),
-            "ln(%d), cross-entropy over %d balanced classes" % (classes, classes),
-            CURVE_ONLY_CHANCE_TOLERANCE,
+            " %s is ln %d, the loss of uniform predictions over %d classes: if the model has"
+            " %d balanced classes, it has learned nothing."
+            % (fmt(level), classes, classes, classes)
         )
-    return None, None, None
+    return ""
 
 
 def detect_chance_level(ctx):
@@ -112,13 +118,19 @@ def detect_chance_level(ctx):
         return None
     if not ctx.has_config and abs(shape.progress) > FLAT_PROGRESS:
         return None  # a guessed chance level counts only for a loss that never moved
-    train_at_chance = abs(shape.tail - chance) / chance < tolerance and shape.best > chance * (
-        1 - 2 * tolerance
+    # A loss still falling steeply is on its way down, not staying at chance.
+    train_at_chance = (
+        abs(shape.tail - chance) / chance < tolerance
+        and shape.best > chance * (1 - 2 * tolerance)
+        and not ctx.falling_steeply
     )
     val_never_better = False
     if ctx.val_shape is not None and ctx.val_shape.n >= 2:
-        val_never_better = ctx.val_shape.best > chance * (1 - tolerance) and (
-            shape.tail < chance * (1 - tolerance)
+        # (A validation loss still falling steeply is on its way, not stuck above chance.)
+        val_never_better = (
+            ctx.val_shape.best > chance * (1 - tolerance)
+            and shape.tail < chance * (1 - tolerance)
+            and not falls_steeply(ctx.val.values)
         )
     if not (train_at_chance or val_never_better):
         return None
@@ -145,7 +157,7 @@ def detect_chance_level(ctx):
         confidence=0.8 if ctx.has_config else 0.55,
         title="The loss stays at chance level (%s)" % fmt(chance),
         explanation=explanation,
-        first_step=int(shape.steps[0]),
+        first_step=int(shape.steps[0] if train_at_chance else ctx.val_shape.steps[0]),
         evidence={
             "series": _tags(ctx),
             "chance_loss": chance,

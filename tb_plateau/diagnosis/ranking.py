@@ -1,104 +1,26 @@
-"""Root causes before symptoms.
+"""Root causes before symptoms: what explains what, and what came first.
 
-When one finding explains another (raw inputs in the thousands -> dead ReLUs ->
-zero gradients), the root comes first, takes the worst severity of what it
-explains, and each symptom names its root.
+`causes.PRODUCES` says which findings each cause can produce. A finding that
+a root present in the same run can explain is shown under that root as a
+consequence: never above it, never more severe, and without fixes of its own
+(the root's fixes are the ones to apply). Time decides between candidates:
+of two events (a learning-rate jump, units dying, gradients blowing up, the
+first NaN) a root cannot have come after its consequence, and of several roots
+that could explain a finding the one that showed first is taken. Findings
+about the whole run (the configuration, the data, the shape of the loss
+curve) have no moment to compare: the table alone decides for them.
 """
 
 from tb_plateau.diagnosis import causes as c
 
-# root -> the findings it can cause. Acyclic except exploding/lr_too_high,
-# which `_explains` breaks by timing.
-_CAN_CAUSE = {
-    c.LOSS_OUTPUT_MISMATCH: {
-        c.NO_SIGNAL,
-        c.ZERO_GRADIENT,
-        c.SATURATED_ACTIVATIONS,
-        c.VANISHING_GRADIENTS,
-        c.DEAD_RELU,
-        c.NOT_CONVERGED,
-        c.INSUFFICIENT_CAPACITY,
-        c.NONFINITE,
-        c.LR_TOO_LOW,
-    },
-    c.UNNORMALIZED_INPUTS: {
-        c.DEAD_RELU,
-        c.SATURATED_ACTIVATIONS,
-        c.EXPLODING_GRADIENTS,
-        c.VANISHING_GRADIENTS,
-        c.LR_TOO_HIGH,
-        c.ZERO_GRADIENT,
-        c.NO_SIGNAL,
-        c.NONFINITE,
-        c.NOT_CONVERGED,
-        c.INSUFFICIENT_CAPACITY,
-        c.LR_TOO_LOW,
-        c.BATCHNORM_MISUSE,
-    },
-    c.BATCHNORM_MISUSE: {
-        c.ZERO_GRADIENT,
-        c.OVERFITTING,
-        c.NO_SIGNAL,
-        c.NOT_CONVERGED,
-        c.INSUFFICIENT_CAPACITY,
-        c.LR_TOO_LOW,
-        c.VANISHING_GRADIENTS,
-    },
-    c.LR_TOO_HIGH: {
-        c.EXPLODING_GRADIENTS,
-        c.NONFINITE,
-        c.DEAD_RELU,
-        c.SATURATED_ACTIVATIONS,
-        c.ZERO_GRADIENT,
-        c.NO_SIGNAL,
-        c.VANISHING_GRADIENTS,
-        c.INSUFFICIENT_CAPACITY,
-        c.NOT_CONVERGED,
-    },
-    c.EXPLODING_GRADIENTS: {
-        c.NONFINITE,
-        c.DEAD_RELU,
-        c.SATURATED_ACTIVATIONS,
-        c.ZERO_GRADIENT,
-        c.NO_SIGNAL,
-        c.LR_TOO_HIGH,
-        c.NOT_CONVERGED,
-    },
-    c.SATURATED_ACTIVATIONS: {
-        c.VANISHING_GRADIENTS,
-        c.ZERO_GRADIENT,
-        c.NO_SIGNAL,
-        c.NOT_CONVERGED,
-        c.LR_TOO_LOW,
-        c.INSUFFICIENT_CAPACITY,
-    },
-    c.DEAD_RELU: {
-        c.ZERO_GRADIENT,
-        c.VANISHING_GRADIENTS,
-        c.NO_SIGNAL,
-        c.INSUFFICIENT_CAPACITY,
-        c.NOT_CONVERGED,
-        c.LR_TOO_LOW,
-    },
-    c.VANISHING_GRADIENTS: {
-        c.NO_SIGNAL,
-        c.NOT_CONVERGED,
-        c.LR_TOO_LOW,
-        c.INSUFFICIENT_CAPACITY,
-        c.ZERO_GRADIENT,
-    },
-    c.ZERO_GRADIENT: {c.NO_SIGNAL, c.NOT_CONVERGED, c.LR_TOO_LOW, c.INSUFFICIENT_CAPACITY},
-    c.LR_TOO_LOW: {c.NOT_CONVERGED, c.NO_SIGNAL, c.INSUFFICIENT_CAPACITY},
-    c.NO_SIGNAL: {c.OVERFITTING, c.NOT_CONVERGED, c.INSUFFICIENT_CAPACITY},
-    c.INSUFFICIENT_CAPACITY: {c.NOT_CONVERGED},
-}
-
-# Ties among independent roots: the more fundamental problem first.
+# Ties among independent roots at the same severity and step: the more
+# fundamental problem first.
 _PRIORITY = (
     c.NONFINITE,
     c.LOSS_OUTPUT_MISMATCH,
     c.UNNORMALIZED_INPUTS,
     c.BATCHNORM_MISUSE,
+    c.OVER_REGULARIZATION,
     c.EXPLODING_GRADIENTS,
     c.LR_TOO_HIGH,
     c.SATURATED_ACTIVATIONS,
@@ -110,8 +32,34 @@ _PRIORITY = (
     c.INSUFFICIENT_CAPACITY,
     c.OVERFITTING,
     c.NOT_CONVERGED,
+    c.UNEXPLAINED_PLATEAU,
 )
 _DATA_SOURCES = ("inputs", "labels")
+# Causes that act through the optimizer's steps: they cannot explain what was
+# already there at the first record, measured on the initial weights.
+_STEP_CAUSES = (c.LR_TOO_HIGH, c.LR_TOO_LOW)
+_LATE = float("inf")  # a finding without a first step sorts after those with one
+# Findings that describe an event at a step of the run, so that time can tell
+# which came first.
+_EVENTS = frozenset(
+    [
+        c.NONFINITE,
+        c.LR_TOO_HIGH,
+        c.EXPLODING_GRADIENTS,
+        c.DEAD_RELU,
+        c.SATURATED_ACTIVATIONS,
+        c.VANISHING_GRADIENTS,
+        c.ZERO_GRADIENT,
+    ]
+)
+
+
+def _step(finding):
+    return _LATE if finding.first_step is None else finding.first_step
+
+
+def _at_init(finding):
+    return bool(finding.evidence.get("at_init"))
 
 
 def _explains(root, symptom):
@@ -123,67 +71,80 @@ def _explains(root, symptom):
         return root.evidence.get("source") in _DATA_SOURCES
     if symptom.cause == c.NONFINITE and symptom.evidence.get("source") in _DATA_SOURCES:
         return False
-    if {root.cause, symptom.cause} == {c.EXPLODING_GRADIENTS, c.LR_TOO_HIGH}:
-        # Gradients already exploding at the first record are the network's
-        # (initialization, depth); growing later, the step size drove them.
-        exploding = root if root.cause == c.EXPLODING_GRADIENTS else symptom
-        return (root is exploding) == bool(exploding.evidence.get("at_init"))
-    if root.cause == c.LR_TOO_HIGH and symptom.cause == c.DEAD_RELU:
-        # Units dead from the first record died of their initialization, not a step.
-        return not symptom.evidence.get("at_init")
+    if symptom.cause not in c.PRODUCES.get(root.cause, ()):
+        return False
+    if root.cause in _STEP_CAUSES and _at_init(symptom):
+        return False
     if root.cause == c.LOSS_OUTPUT_MISMATCH and symptom.cause == c.DEAD_RELU:
+        # A mismatch kills units only where the output is (a ReLU output for
+        # targets below zero); dead hidden layers have their own cause.
         return bool(symptom.evidence.get("output_layer"))
-    return symptom.cause in _CAN_CAUSE.get(root.cause, ())
+    timed = root.cause in _EVENTS and symptom.cause in _EVENTS
+    root_step, symptom_step = _step(root), _step(symptom)
+    if timed and root_step > symptom_step:
+        return False  # a cause comes before its consequences
+    mutual = root.cause in c.PRODUCES.get(symptom.cause, ())
+    if mutual and (root_step == symptom_step or not timed):
+        # Each could explain the other and both showed at once: gradients
+        # already exploding at the first record are the network's (its
+        # initialization), and so are the huge steps they drive; otherwise
+        # the more fundamental cause is the root.
+        if _at_init(root) != _at_init(symptom):
+            return _at_init(root)
+        return _PRIORITY.index(root.cause) < _PRIORITY.index(symptom.cause)
+    return True
 
 
-def _order_key(finding):
-    return (-finding.severity_rank, _PRIORITY.index(finding.cause), -finding.confidence)
+def _root_key(finding):
+    """Of several roots that could explain a finding: the one that showed first."""
+    return (_step(finding), _PRIORITY.index(finding.cause))
 
 
 def _root_of(finding, findings):
-    """The most fundamental finding that explains `finding`, following chains."""
+    """The first-showing finding that explains `finding`, following chains to the top."""
     roots = [r for r in findings if _explains(r, finding)]
     if not roots:
         return None
     seen = {id(finding)}
-    root = min(roots, key=lambda r: _PRIORITY.index(r.cause))
+    root = min(roots, key=_root_key)
     while True:
         seen.add(id(root))
         above = [r for r in findings if id(r) not in seen and _explains(r, root)]
         if not above:
             return root
-        root = min(above, key=lambda r: _PRIORITY.index(r.cause))
+        root = min(above, key=_root_key)
+
+
+def _order_key(finding):
+    return (
+        -finding.severity_rank,
+        _step(finding),
+        _PRIORITY.index(finding.cause),
+        -finding.confidence,
+    )
 
 
 def rank(findings):
-    """Orders findings root causes first and links each symptom to its root."""
+    """Orders findings root causes first and places each symptom under its root."""
     findings = list(findings)
+    roots_of = {id(f): _root_of(f, findings) for f in findings}
     for finding in findings:
-        root = _root_of(finding, findings)
+        root = roots_of[id(finding)]
+        if root is not None and finding.severity_rank > root.severity_rank:
+            root.severity = finding.severity  # a root is as grave as what it causes
+    for finding in findings:
+        root = roots_of[id(finding)]
         if root is None:
             continue
         finding.explained_by = root.cause
-        finding.explanation += ' This is likely a consequence of "%s" (%s).' % (
+        finding.fixes = []
+        finding.explanation += ' This is likely a consequence of "%s" (%s)%s.' % (
             root.title,
             root.cause,
+            "" if root.first_step is None else ", which showed at step %d" % root.first_step,
         )
-        if finding.severity_rank > root.severity_rank:
-            root.severity = finding.severity
-    roots = sorted((f for f in findings if f.explained_by is None), key=_order_key)
     ranked = []
-    placed = set()
-    for root in roots:
-        group = [root] + sorted(
-            (
-                f
-                for f in findings
-                if f.explained_by == root.cause and id(f) not in placed and f is not root
-            ),
-            key=_order_key,
-        )
-        for finding in group:
-            if id(finding) not in placed:
-                placed.add(id(finding))
-                ranked.append(finding)
-    ranked.extend(sorted((f for f in findings if id(f) not in placed), key=_order_key))
+    for root in sorted((f for f in findings if roots_of[id(f)] is None), key=_order_key):
+        ranked.append(root)
+        ranked.extend(sorted((f for f in findings if roots_of[id(f)] is root), key=_order_key))
     return ranked
