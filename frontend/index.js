@@ -444,6 +444,8 @@ const CAUSE_CHARTS = {
   overfitting: ["loss"],
   not_converged: ["loss"],
   batchnorm_misuse: ["loss"],
+  over_regularization: ["loss", "config"],
+  unexplained_plateau: ["loss"],
 };
 
 const KIND_TITLES = {
@@ -605,6 +607,8 @@ const REGION_LABELS = {
   loss_output_mismatch: "plateau",
   unnormalized_inputs: "plateau",
   batchnorm_misuse: "plateau",
+  over_regularization: "plateau",
+  unexplained_plateau: "plateau",
   not_converged: "still falling",
 };
 
@@ -1095,6 +1099,7 @@ const CONFIG_FOCUS = {
   lr_too_low: { sections: ["optimizer"] },
   no_signal: { sections: ["data", "loss"] },
   insufficient_capacity: { sections: ["model", "layers"] },
+  over_regularization: { sections: ["layers", "loss", "optimizer"] },
 };
 
 function configView(config, finding) {
