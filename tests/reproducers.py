@@ -201,8 +201,10 @@ def nonfinite_log_of_linear_output(logdir):
 
 
 def lr_too_high_adam(logdir):
+    # Overlapping blobs: a task the huge steps keep the model from solving
+    # (on well-separated blobs it still reaches a near-zero loss).
     rng = _rng(6)
-    x, y = _blobs(rng, classes=4, features=8)
+    x, y = _blobs(rng, classes=4, features=8, spread=1.5)
     _fit(
         logdir,
         _mlp(8, [64, 64], 4),
@@ -211,6 +213,7 @@ def lr_too_high_adam(logdir):
         _loss(_SPARSE_LOGITS),
         _keras().optimizers.Adam(3.0),
         epochs=8,
+        validation_split=0.25,
     )
 
 
@@ -347,17 +350,20 @@ def dead_relu_cnn_negative_kernels(logdir):
 
 def saturated_tanh_large_init(logdir):
     keras = _keras()
+    # Three saturated layers on overlapping blobs: the loss is still far from
+    # where the default initialization gets in as many epochs.
     rng = _rng(16)
-    x, y = _blobs(rng, features=8)
+    x, y = _blobs(rng, features=8, spread=1.5)
     init = keras.initializers.RandomNormal(stddev=4.0)
     _fit(
         logdir,
-        _mlp(8, [64, 64], 3, activation="tanh", kernel_initializer=init),
+        _mlp(8, [64, 64, 64], 3, activation="tanh", kernel_initializer=init),
         x,
         y,
         _loss(_SPARSE_LOGITS),
         keras.optimizers.SGD(0.01),
         epochs=4,
+        validation_split=0.25,
     )
 
 
