@@ -225,3 +225,31 @@ def test_one_huge_gradient_record_is_not_an_explosion():
     grads[11:] = 1e6  # and it stays there
     run = _run(_decaying(), vectors={metadata.GRAD_NORM: _vector(grads, ["a", "b", "c"])})
     assert causes.EXPLODING_GRADIENTS in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_keras_log_spike_then_constant_loss_is_a_learning_rate_not_healthy():
+    """Epoch 1 at 72,000, then exactly ln 10 for seven epochs: a falling curve overall, yet
+    the constant tail says the network's output no longer depends on its weights."""
+    losses = [72_000.0] + [math.log(10)] * 7
+    run = RunData(name="train")
+    run.other_scalars["epoch_loss"] = _series(losses, every=1)
+    report = diagnosis.run_report(run)
+    assert report["verdict"] != "healthy"
+    top = report["findings"][0]
+    assert top["cause"] == "lr_too_high" and top["first_step"] == 0
+    assert "ln 10" in top["explanation"] and "if the model has 10" in top["explanation"]
+    assert any("keras" in fix for fix in top["fixes"])  # a Keras log gets Keras code
+
+
+def test_time_decides_the_root_between_two_events():
+    """Units that died after a learning-rate jump stand under it; units dead before it do not."""
+    jump = Finding("lr_too_high", "warning", 0.85, "jump", first_step=360)
+    died_after = Finding("dead_relu", "critical", 0.9, "dead", first_step=380)
+    ranked = ranking.rank([died_after, jump])
+    assert [f.cause for f in ranked] == ["lr_too_high", "dead_relu"]
+    assert ranked[0].severity == "critical"  # as grave as what it caused
+    assert ranked[1].explained_by == "lr_too_high" and ranked[1].fixes == []
+    jump = Finding("lr_too_high", "warning", 0.85, "jump", first_step=360)
+    died_before = Finding("dead_relu", "critical", 0.9, "dead", first_step=100)
+    ranked = ranking.rank([jump, died_before])
+    assert ranked[0].cause == "dead_relu" and ranked[1].explained_by is None

@@ -30,6 +30,13 @@ GOOD_FIT_PROGRESS = 0.9  # of the starting loss
 # And it ended near its best: a run that ends this many times above the lowest
 # loss it reached did not end well, however far it fell first.
 GOOD_FIT_NEAR_BEST = 1.5  # final / best
+# Frozen: the last records of the loss are equal to this relative spread: the
+# weights no longer move the output (a dead network, a zero learning rate).
+# No fit, however far the loss fell before.
+FROZEN_SPREAD = 1e-5  # relative
+FROZEN_POINTS = 3  # records
+# ... reached at once: the record before them is this many times their level.
+FROZEN_ARRIVAL = 1.5  # x the frozen level
 # Still falling steeply: the last epoch lowered the training loss by this share
 # of the epoch before. Such a run is neither stuck nor converged: it was
 # stopped early (the not-converged check says so).
@@ -158,6 +165,29 @@ def _initial_loss(ctx, shape):
     return shape.head
 
 
+def _frozen_tail(curve):
+    """(level, points) when the loss's last FROZEN_POINTS+ finite records are equal, else None."""
+    if curve is None:
+        return None
+    values = np.asarray(curve.values, float)
+    values = values[np.isfinite(values)]
+    if len(values) < FROZEN_POINTS + 1:
+        return None
+    level = float(values[-1])
+    if not abs(level) > 1e-6:
+        return None  # a loss at 0 has nothing left to learn
+    equal = np.abs(values - level) <= FROZEN_SPREAD * abs(level)
+    points = int(np.argmin(equal[::-1])) if not equal.all() else len(values)  # trailing equal
+    if points < FROZEN_POINTS:
+        return None
+    # A loss that settles on its floor approaches it gradually (label smoothing's
+    # floor, a solved task); a frozen one arrives at once, from far above.
+    before = values[-points - 1] if points < len(values) else None
+    if before is not None and before < FROZEN_ARRIVAL * level:
+        return None
+    return level, points
+
+
 def _ended_near_best(shape):
     return shape.best > 0 and shape.tail <= GOOD_FIT_NEAR_BEST * shape.best
 
@@ -175,6 +205,12 @@ def _judge_progress(ctx):
     fit, fit_name = _fit_curve(ctx)
     start = _initial_loss(ctx, shape)
     progress = (start - shape.tail) / abs(start) if start else 0.0
+    frozen = _frozen_tail(ctx.train)
+    if frozen is not None:
+        return "stuck", "the training loss stayed at exactly %s for its last %d records" % (
+            fmt(frozen[0]),
+            frozen[1],
+        )
     if ctx.falling_steeply:
         return None, ""
     if chance is not None and chance > 0 and fit is not None:
