@@ -335,6 +335,18 @@ def _culprit_between(ctx, zero_layers, all_labels):
     return None
 
 
+def _has_non_differentiable_function(ctx):
+    """True when some layer's activation or function has a non-differentiable name."""
+    for layer in ctx.config.layers:
+        for candidate in (layer.get("activation"), layer.get("function")):
+            bare = str(candidate or "").split(":")[-1].lower()
+            if bare in NON_DIFFERENTIABLE_NAMES or any(
+                word in bare for word in ("round", "threshold", "argmax", "binarize")
+            ):
+                return True
+    return ctx.config.is_empty  # without a configuration, nothing rules them out
+
+
 def detect_zero_gradient(ctx):
     """Layers whose weights get exactly zero or no (None) gradient."""
     labels, zero_layers, missing_layers, first_step = _zero_gradient_layers(ctx)
@@ -380,6 +392,10 @@ def detect_zero_gradient(ctx):
             "# Make the loss smooth, e.g. replace tf.cast(y_pred > 0.5, ...) by y_pred itself:\n"
             "loss = keras.losses.BinaryCrossentropy()",
         ] + fixes
+    elif not _has_non_differentiable_function(ctx):
+        # No sign/round/threshold anywhere in the model: advise on what can be
+        # checked here (connection to the loss, stop_gradient), not on ops it lacks.
+        fixes = fixes[1:]
     if ctx.train_shape is not None:
         explanation += " The loss moved %s from %s to %s." % (
             percent(abs(ctx.train_shape.progress)),
