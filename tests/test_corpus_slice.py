@@ -1,0 +1,50 @@
+"""A fast slice of the fault-injection corpus (`benchmarks/corpus`), as a CI check.
+
+One dev base trained unmutated and broken by five operators whose causes the engine names
+today, all through the corpus's own code (`run.run_case`, the same function its workers run,
+then `run.diagnose_results`, the same diagnosis as `score`). It keeps the corpus's code
+working and its clearest cases named; the corpus itself (about 430 trainings) is a benchmark,
+`python -m benchmarks.corpus.run train` then `score`, not a test.
+"""
+
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.corpus import run  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+BASE = "tabular_mlp"  # the fastest dev base
+# Five different causes, each the operator's expected top finding.
+OPERATORS = ("lr_x100", "nan_rows", "labels_constant", "bias_negative", "inputs_x1000")
+
+
+@pytest.fixture(scope="module")
+def diagnosed(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("corpus"))
+    records = [run.run_case(run.Case(BASE, op, 0), root) for op in (run.NONE,) + OPERATORS]
+    for record in records:
+        record["logdir"] = run.Case(BASE, record["operator"], 0).logdir(root)
+    return {record["operator"]: record for record in run.diagnose_results(records)}
+
+
+def test_the_base_trains_well_and_raises_no_alarm(diagnosed):
+    base = diagnosed[run.NONE]
+    assert base["status"] == "ok"
+    assert base["final_loss"] < 0.5 * base["initial_loss"]
+    assert base["score"] > base["chance_score"] + 0.3
+    assert base["serious"] == [], base["findings"]
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_each_mutant_is_effective_and_named(diagnosed, operator):
+    mutant = diagnosed[operator]
+    assert mutant["status"] == "ok", mutant.get("error")
+    assert mutant["effective"], mutant["effect"]
+    assert mutant["top"] == mutant["expected"], mutant["findings"]
