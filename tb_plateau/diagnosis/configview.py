@@ -294,11 +294,14 @@ class ConfigView:
         return isinstance(optimizer, dict) and bool(optimizer.get("learning_rate_schedule"))
 
     @property
+    def _optimizer_config(self):
+        optimizer = self.raw.get("optimizer")
+        return (optimizer.get("config") or {}) if isinstance(optimizer, dict) else {}
+
+    @property
     def weight_decay(self):
         """The optimizer's decoupled weight decay (AdamW, ...), or None."""
-        optimizer = self.raw.get("optimizer")
-        config = (optimizer or {}).get("config") or {} if isinstance(optimizer, dict) else {}
-        return _finite_float(config.get("weight_decay"))
+        return _finite_float(self._optimizer_config.get("weight_decay"))
 
     @property
     def label_smoothing(self):
@@ -330,8 +333,7 @@ class ConfigView:
 
     @property
     def clips_gradients(self):
-        optimizer = self.raw.get("optimizer")
-        config = (optimizer or {}).get("config") or {} if isinstance(optimizer, dict) else {}
+        config = self._optimizer_config
         return any(config.get(k) is not None for k in ("clipnorm", "clipvalue", "global_clipnorm"))
 
     @property

@@ -176,8 +176,7 @@ def _frozen_tail(curve):
     level = float(values[-1])
     if not abs(level) > 1e-6:
         return None  # a loss at 0 has nothing left to learn
-    equal = np.abs(values - level) <= FROZEN_SPREAD * abs(level)
-    points = int(np.argmin(equal[::-1])) if not equal.all() else len(values)  # trailing equal
+    points = curves.trailing_run(values, FROZEN_SPREAD)
     if points < FROZEN_POINTS:
         return None
     # A loss that settles on its floor approaches it gradually (label smoothing's

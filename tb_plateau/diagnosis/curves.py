@@ -250,6 +250,16 @@ def chance_level_loss(config_view):
     return None
 
 
+def trailing_run(values, spread):
+    """How many of the last `values` lie within `spread` (relative) of the last one."""
+    values = np.asarray(values, float)
+    if not len(values):
+        return 0
+    level = values[-1]
+    close = np.abs(values - level) <= spread * abs(level)
+    return len(values) if close.all() else int(np.argmin(close[::-1]))
+
+
 def nearest_log_integer(value, max_classes=1000):
     """(C, relative distance) for the C whose ln C is nearest `value`."""
     if not np.isfinite(value) or value <= 0.3:

@@ -176,16 +176,13 @@ def _spike_then_flat(ctx):
     after = values[peak + 1 :]
     if len(after) < FLAT_AFTER_SPIKE_POINTS:
         return None
-    # The flat stretch: the points from the first one within the spread of the last.
     level = float(after[-1])
     if not level > 0:
         return None
-    close = np.abs(after - level) <= FLAT_AFTER_SPIKE_SPREAD * level
-    flat_from = len(after) - int(np.argmin(close[::-1])) if not close.all() else 0
-    flat = after[flat_from:]
-    if len(flat) < FLAT_AFTER_SPIKE_POINTS or values[peak] < SPIKE_THEN_FLAT_FACTOR * level:
+    points = curves.trailing_run(after, FLAT_AFTER_SPIKE_SPREAD)
+    if points < FLAT_AFTER_SPIKE_POINTS or values[peak] < SPIKE_THEN_FLAT_FACTOR * level:
         return None
-    return int(curve.steps[peak]), float(values[peak]), level, len(flat)
+    return int(curve.steps[peak]), float(values[peak]), level, points
 
 
 def _divergence(ctx):
