@@ -253,3 +253,155 @@ def test_time_decides_the_root_between_two_events():
     died_before = Finding("dead_relu", "critical", 0.9, "dead", first_step=100)
     ranked = ranking.rank([jump, died_before])
     assert ranked[0].cause == "dead_relu" and ranked[1].explained_by is None
+
+
+def _f(cause, severity="warning", first_step=None, **evidence):
+    return Finding(cause, severity, 0.8, cause, first_step=first_step, evidence=evidence)
+
+
+def test_labels_without_signal_are_a_root_and_explain_what_they_do_to_the_units():
+    """All-alike labels drive the output to a constant: units die and gradients fade under
+    them. A loss at chance with partly dead units is the labels' doing; a layer dead through
+    and through explains the chance-level loss itself."""
+    constant = _f("no_signal", "critical", 0, source="labels")
+    dead = _f("dead_relu", "critical", 10, dead_fraction={"d": 0.6}, at_init=False)
+    fading = _f("vanishing_gradients", "warning", 20, at_init=False)
+    ranked = ranking.rank([dead, fading, constant])
+    assert [(f.cause, f.explained_by) for f in ranked] == [
+        ("no_signal", None),
+        ("dead_relu", "no_signal"),
+        ("vanishing_gradients", "no_signal"),
+    ]
+    # What was there before any training (measured on the initial weights) is not theirs.
+    fading = _f("vanishing_gradients", "warning", 0, at_init=True)
+    constant = _f("no_signal", "critical", 0, source="labels")
+    assert ranking.rank([fading, constant])[1].explained_by is None
+    at_chance = _f("no_signal", "critical", 0)
+    partly = _f("dead_relu", "critical", 10, dead_fraction={"d": 0.6}, at_init=False)
+    assert [f.cause for f in ranking.rank([partly, at_chance])] == ["no_signal", "dead_relu"]
+    at_chance = _f("no_signal", "critical", 0)
+    blocked = _f("dead_relu", "critical", 10, dead_fraction={"d": 1.0}, at_init=False)
+    assert [f.cause for f in ranking.rank([at_chance, blocked])] == ["dead_relu", "no_signal"]
+
+
+def test_at_the_first_record_a_collapsing_signal_explains_partly_dead_units():
+    """A too-narrow initialization: gradients fade layer by layer and units whose sign only
+    their bias sets read as dead. A layer already entirely dead is a bias that keeps it off."""
+    fading = _f("vanishing_gradients", "critical", 0, at_init=True)
+    partly = _f("dead_relu", "critical", 0, at_init=True, initial_dead_fraction=0.6)
+    assert ranking.rank([partly, fading])[0].cause == "vanishing_gradients"
+    fading = _f("vanishing_gradients", "critical", 0, at_init=True)
+    off = _f("dead_relu", "critical", 0, at_init=True, initial_dead_fraction=1.0)
+    assert ranking.rank([fading, off])[0].cause == "dead_relu"
+
+
+def _relu_config(units=(32, 32), classes=3, batch=32, **labels):
+    layers = [
+        {"name": "d%d" % i, "class": "Dense", "units": u, "activation": "relu"}
+        for i, u in enumerate(units)
+    ]
+    layers.append({"name": "out", "class": "Dense", "units": classes, "activation": "linear"})
+    return {
+        "layers": layers,
+        "trainable_layers": [layer["name"] for layer in layers],
+        "activation_layers": [
+            {"layer": layer["name"], "activation": "relu"} for layer in layers[:-1]
+        ],
+        "loss": {"name": "sparse_categorical_crossentropy", "from_logits": True},
+        "batch_size": batch,
+        "data": {"labels": [dict({"shape": [batch]}, **labels)]} if labels else {},
+    }
+
+
+def test_weights_initialized_too_wide_explode_the_signal_from_the_first_record():
+    """Each layer's outputs 40x wider than the last's at step 0, the loss 300x chance: the
+    initialization is the root, and the tiny update/weight ratios it brings stand under it."""
+    n = 30
+    config = _relu_config()
+    act_std = np.tile([15.0, 600.0], (n, 1))
+    grads = np.tile([30.0, 30.0, 1500.0], (n, 1))
+    updates = np.full((n, 3), 5e-5)
+    run = _run(
+        _decaying(n=n, start=500.0, floor=40.0, rate=0.05),
+        config=config,
+        vectors={
+            metadata.ACT_STD: _vector(act_std, ["d0", "d1"]),
+            metadata.GRAD_NORM: _vector(grads, ["d0", "d1", "out"]),
+            metadata.UPDATE_RATIO: _vector(updates, ["d0", "d1", "out"]),
+        },
+    )
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    top = findings[0]
+    assert top.cause == "exploding_gradients" and top.first_step == 0
+    assert "40 times wider" in top.explanation and "chance level" in top.explanation
+    for finding in findings[1:]:
+        assert finding.explained_by is not None
+
+
+def test_a_learning_rate_jump_is_found_when_updates_are_recorded_a_step_later():
+    """A custom loop may record the update one step after the rate; the jump still governs it."""
+    n = 40
+    rates = np.full(n, 1e-3)
+    rates[20:] = 0.5
+    updates = np.full((n, 2), 1e-3)
+    updates[20] = 0.4
+    run = _run(
+        _decaying(n=n),
+        config=_relu_config(units=(16,)),
+        vectors={
+            metadata.UPDATE_RATIO: VectorSeries(np.arange(n) * 10 + 1, updates, ["d0", "out"], {})
+        },
+    )
+    run.scalars[metadata.LEARNING_RATE] = _series(rates)
+    finding = next(f for f in diagnosis.diagnose(run) if f.cause == causes.LR_TOO_HIGH)
+    assert finding.first_step == 200 and "500" in finding.explanation
+
+
+def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
+    """One unit before a 4-class output can separate two classes at most: named while the
+    loss still creeps down far above a good fit."""
+    config = _relu_config(units=(32, 1), classes=4)
+    run = _run(_decaying(n=60, start=1.39, floor=0.9, rate=0.02), config=config)
+    finding = next(f for f in diagnosis.diagnose(run) if f.cause == causes.INSUFFICIENT_CAPACITY)
+    assert finding.layers == ["d1"] and "4 classes" in finding.title
+
+
+def test_a_short_run_still_falling_at_its_pace_is_not_converged_not_stuck():
+    """Three epochs, each lower than the last at an unchanged pace: stopped too early."""
+    run = _run(_decaying(n=15, start=1.1, floor=0.2, rate=0.02), config=_relu_config())
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        np.array([50, 100, 150]), np.array([1.06, 0.97, 0.9])
+    )
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert findings[0].cause == "not_converged"
+
+
+def test_a_small_training_set_memorized_is_overfitting_not_labels_without_signal():
+    """Two steps of 32 per epoch for 3 classes: the training loss falls to 0.05 while the
+    validation loss stays above chance. Too little data, not labels without information."""
+    epochs = 30
+    run = _run(
+        _decaying(n=60, start=1.1, floor=0.05, rate=0.1),
+        config=_relu_config(class_counts=[11, 11, 10]),
+    )
+    steps = np.arange(1, epochs + 1) * 2
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(steps, np.linspace(1.0, 0.05, epochs))
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        steps, np.linspace(1.3, 1.5, epochs)
+    )
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert findings[0].cause == "overfitting"
+    assert "at most 64 samples" in findings[0].explanation
+    assert causes.NO_SIGNAL not in [f.cause for f in findings]
+
+
+def test_two_alike_labels_do_not_make_the_labels_constant():
+    """The recorded label sample of a batch of 2 was both class 0: that says nothing."""
+    config = _relu_config(
+        batch=2, min=0.0, max=0.0, std=0.0, distinct_classes=1, class_counts=[2.0, 0.0, 0.0]
+    )
+    run = _run(_decaying(n=40), config=config)
+    assert causes.NO_SIGNAL not in [f.cause for f in diagnosis.diagnose(run)]
+    config["data"]["labels"][0]["shape"] = [64]
+    run = _run(_decaying(n=40), config=config)
+    assert causes.NO_SIGNAL in [f.cause for f in diagnosis.diagnose(run)]

@@ -17,6 +17,10 @@ DEAD_LAYER_FRACTION_STUCK = 0.3  # of the layer's units
 # A whole layer dead (all but a few units) blocks every gradient to the layers
 # before it: training cannot succeed.
 DEAD_LAYER_CRITICAL = 0.95  # of the layer's units
+# When the units died: the first record at which the layer was this share of
+# the way to its final dead fraction. A layer that idles at a third dead for
+# most of a run and then dies at once died then, not when it first passed the bar.
+DEAD_ONSET_SHARE = 0.8  # of the final dead fraction
 
 # Saturation: flag a layer above 50% saturated (published starting point); the
 # recorder counts sigmoid outputs beyond 0.03/0.97 and |tanh| > 0.97.
@@ -79,10 +83,14 @@ def detect_dead_relu(ctx):
     if not flagged:
         return None
     worst = max(flagged, key=lambda i: late[i])
-    onset_rows = np.flatnonzero(series.values[:, worst] > bar)
+    onset_level = max(bar, DEAD_ONSET_SHARE * float(late[worst]))
+    onset_rows = np.flatnonzero(series.values[:, worst] >= onset_level)
     onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
     at_start = float(series.values[0, worst])
     at_init = at_start > bar
+    # The most of any flagged layer dead at the first record: a layer all but
+    # entirely dead passes no signal at all; a partly dead one still does.
+    initial_dead = float(np.nanmax(series.values[0, flagged]))
     output_name = _output_layer_name(ctx, series)
     details = ", ".join("%s %s" % (series.labels[i], percent(late[i])) for i in flagged[:6])
     explanation = "Dead ReLU units (never above zero over the recorded batch): %s." % details
@@ -95,9 +103,9 @@ def detect_dead_relu(ctx):
         explanation += ": the initialization or the scale of its inputs keeps it off."
     else:
         explanation += (
-            " Layer %s was %s dead at the first record and passed %s at step %d: the units"
+            " Layer %s was %s dead at the first record and reached %s at step %d: the units"
             " died during training, typically after a too-large update."
-            % (series.labels[worst], percent(at_start), percent(bar), onset_step)
+            % (series.labels[worst], percent(at_start), percent(onset_level), onset_step)
         )
     explanation += " Dead units pass no gradient, so they never recover."
     moderate = late[worst] <= DEAD_LAYER_FRACTION
@@ -120,6 +128,7 @@ def detect_dead_relu(ctx):
             "series": [metadata.tag(metadata.ACT_DEAD_FRACTION)],
             "dead_fraction": {series.labels[i]: float(late[i]) for i in flagged},
             "at_init": bool(at_init),
+            "initial_dead_fraction": initial_dead,
             "onset_step": onset_step,
             "output_layer": series.labels[worst] == output_name,
             "threshold": bar,

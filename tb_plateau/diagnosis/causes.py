@@ -369,7 +369,10 @@ PRODUCES = {
         NOT_CONVERGED,
         UNEXPLAINED_PLATEAU,
     },
+    # Weights initialized too wide also make every step small beside them:
+    # the update/weight ratio reads low without the rate being so.
     EXPLODING_GRADIENTS: {
+        LR_TOO_LOW,
         NONFINITE,
         DEAD_RELU,
         SATURATED_ACTIVATIONS,
@@ -408,11 +411,14 @@ PRODUCES = {
         LR_TOO_LOW,
         UNEXPLAINED_PLATEAU,
     },
+    # A signal that fades layer by layer from the first record (a too-narrow
+    # initialization) leaves units whose sign only their bias sets.
     VANISHING_GRADIENTS: {
         NO_SIGNAL,
         NOT_CONVERGED,
         LR_TOO_LOW,
         ZERO_GRADIENT,
+        DEAD_RELU,
         UNEXPLAINED_PLATEAU,
     },
     ZERO_GRADIENT: {
@@ -422,7 +428,17 @@ PRODUCES = {
         UNEXPLAINED_PLATEAU,
     },
     LR_TOO_LOW: {NOT_CONVERGED, NO_SIGNAL, UNEXPLAINED_PLATEAU},
-    NO_SIGNAL: {OVERFITTING, NOT_CONVERGED, UNEXPLAINED_PLATEAU},
+    # Labels that carry nothing drive the network to a constant output: its
+    # units die or saturate and its gradients fade.
+    NO_SIGNAL: {
+        OVERFITTING,
+        NOT_CONVERGED,
+        DEAD_RELU,
+        VANISHING_GRADIENTS,
+        ZERO_GRADIENT,
+        SATURATED_ACTIVATIONS,
+        UNEXPLAINED_PLATEAU,
+    },
     # A layer too narrow for what it must carry is driven to its extremes.
     INSUFFICIENT_CAPACITY: {
         NOT_CONVERGED,

@@ -30,6 +30,8 @@ BATCHNORM_MIN_BATCH = 8  # samples per batch
 # Validation loss this many times the training loss with batch normalization in
 # the model: the moving statistics used at inference do not match training.
 BATCHNORM_VAL_TRAIN_RATIO = 3.0
+# ... already over the first epochs.
+BATCHNORM_FIRST_EPOCHS = 3  # epochs
 # Share of the initial moving statistics (mean 0, variance 1) still in them at
 # the end of training: momentum ** steps. Above this, inference uses mostly init.
 BATCHNORM_INIT_RESIDUE = 0.1
@@ -37,6 +39,9 @@ BATCHNORM_INIT_RESIDUE = 0.1
 # Labels with a spread this small cannot be told apart by a squared error the
 # optimizer can see (float32 and typical loss scales).
 TINY_LABEL_STD = 1e-3
+# Labels all alike say the labels are constant only in a sample this large
+# (16 draws of 3 balanced classes are all one class with probability 7e-8).
+MIN_LABEL_SAMPLE = 16  # labels
 
 # Tolerance on "labels within the output's range".
 RANGE_TOLERANCE = 0.01
@@ -415,6 +420,9 @@ def detect_uninformative_labels(ctx):
     std = config.label_std
     distinct = config.distinct_labels
     label_min, label_max = config.label_range
+    sample = config.label_sample_size
+    if sample is not None and sample < MIN_LABEL_SAMPLE:
+        return None  # two labels alike say nothing about the rest
     if (std is not None and std == 0) or (config.is_cross_entropy and distinct == 1):
         value = fmt(label_min) if label_min is not None else "?"
         return Finding(
@@ -426,7 +434,12 @@ def detect_uninformative_labels(ctx):
             " that constant, and the loss says nothing about the inputs."
             % (value, " (one class of %d)" % config.num_classes if config.num_classes else ""),
             first_step=0,
-            evidence={"series": [], "label_std": std, "distinct_labels": distinct},
+            evidence={
+                "series": [],
+                "source": "labels",
+                "label_std": std,
+                "distinct_labels": distinct,
+            },
         )
     if (
         config.is_regression_loss
@@ -444,7 +457,7 @@ def detect_uninformative_labels(ctx):
             " for the optimizer to tell apart."
             % (fmt(std), fmt(label_min), fmt(label_max), fmt(std**2)),
             first_step=0,
-            evidence={"series": [], "label_std": std},
+            evidence={"series": [], "source": "labels", "label_std": std},
             fixes=["y_scaled = (y - y.mean()) / y.std()  # predict y_scaled; invert afterwards"],
         )
     return None
@@ -502,6 +515,10 @@ def _batchnorm_inference_mismatch(ctx, layers, names):
         ratios = ctx.val.values[:count] / train.values[:count]
     ratios = ratios[np.isfinite(ratios)]
     if not len(ratios) or np.median(ratios) < BATCHNORM_VAL_TRAIN_RATIO:
+        return None
+    # From the first epochs on: stale statistics show before anything could be
+    # memorized; a gap that opens as the training loss falls is overfitting.
+    if np.median(ratios[:BATCHNORM_FIRST_EPOCHS]) < BATCHNORM_VAL_TRAIN_RATIO:
         return None
     steps = ctx.training_steps or 0
     residues = {}

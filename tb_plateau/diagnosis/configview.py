@@ -94,6 +94,10 @@ _SHAPE_ONLY_LAYERS = frozenset(
 _NORMALIZATION_LAYERS = frozenset(["BatchNormalization", "SyncBatchNormalization"])
 
 
+# Class frequencies are read from a label sample of at least this many labels.
+MIN_FREQUENCY_SAMPLE = 16  # labels
+
+
 def _canon(name):
     return str(name or "").lower().replace(" ", "_")
 
@@ -384,9 +388,18 @@ class ConfigView:
         if not counts:
             return None
         counts = np.asarray(counts, float)
-        if counts.sum() <= 0:
-            return None
+        if counts.sum() < MIN_FREQUENCY_SAMPLE:
+            return None  # a handful of labels says little about their frequencies
         return counts / counts.sum()
+
+    @property
+    def label_sample_size(self):
+        """How many labels the recorded label statistics were taken over, or None."""
+        labels = self.labels
+        shape = labels.get("shape") if labels else None
+        if not shape or not isinstance(shape[0], (int, float)):
+            return None
+        return int(shape[0])
 
     @property
     def distinct_labels(self):

@@ -13,6 +13,12 @@ from tb_plateau.diagnosis.finding import fmt, percent
 # point for overfitting: (val - train) / train > 0.1).
 TRAIN_VAL_GAP = 0.1  # relative
 
+# A training set this small is memorized by any model with a hidden layer:
+# a validation loss that stays far above the training loss is then the small
+# set's doing, not labels without signal (which a large set shows by a
+# training loss that barely moves).
+SMALL_SET_PER_CLASS = 50  # samples per class
+
 # The loss curve's verdict, which every detector reads.
 # Stuck: the training loss gained under this share of its start over the run
 # (a healthy run gains most of its fall in the first epochs) ...
@@ -114,6 +120,23 @@ class RunContext:
         last = self.last_step
         return None if last is None else last + 1
 
+    @property
+    def training_samples(self):
+        """At most how many samples one epoch trains on (steps per epoch x batch size), or None."""
+        batch = self.config.batch_size
+        if self.epoch_train is None or len(self.epoch_train) < 2 or not batch:
+            return None
+        per_epoch = np.diff(np.asarray(self.epoch_train.steps, float))
+        per_epoch = per_epoch[per_epoch > 0]
+        return int(np.median(per_epoch) * batch) if len(per_epoch) else None
+
+    @property
+    def small_training_set(self):
+        """True when an epoch holds under SMALL_SET_PER_CLASS samples per class (or output)."""
+        samples = self.training_samples
+        classes = max(self.config.num_classes or 0, 2)
+        return samples is not None and samples < SMALL_SET_PER_CLASS * classes
+
     def train_val_gap(self):
         """(val - train) / train at the last epoch both have, or None."""
         if self.train is None or self.val is None or not len(self.val):
@@ -210,7 +233,15 @@ def _judge_progress(ctx):
             fmt(frozen[0]),
             frozen[1],
         )
-    if ctx.falling_steeply:
+    val_at_chance = (
+        fit_name == "validation"
+        and chance is not None
+        and chance > 0
+        and fit.best > STUCK_CHANCE_SHARE * chance
+    )
+    if ctx.falling_steeply and not val_at_chance:
+        # Still on its way down; but a training loss that falls while the
+        # validation loss never leaves chance level is going nowhere.
         return None, ""
     if chance is not None and chance > 0 and fit is not None:
         # (A loss below zero is no fit: these losses cannot go there with valid labels.)

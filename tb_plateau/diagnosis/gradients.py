@@ -18,6 +18,10 @@ VANISHING_FIRST_NORM_STUCK = 1e-3
 # mean |g| < 1e-7); we use the root mean square, which equals it for Gaussians
 # up to a factor 1.25.
 VANISHING_RMS = 1e-7  # per gradient entry
+# ... provided the first layer's norm is also well under the last's: tiny
+# gradients everywhere are a loss with nothing left to learn (constant labels
+# fitted to 1e-5), not a gradient that fades on its way to the input.
+VANISHING_RMS_RATIO = 0.1  # ||g_first|| / ||g_last||
 
 # Exploding across depth: the first layer's gradient over 70x the last one's
 # (published starting point).
@@ -29,6 +33,13 @@ EXPLODING_GROWTH_STUCK = 1e2  # when the loss curve says the run is stuck
 # Or the total gradient norm is already this large at the first record. With
 # inputs and targets near unit scale, healthy norms are 1e-3 to 1e2.
 EXPLODING_NORM_AT_INIT = 1e5  # ||g||
+# Or the signal blows up on its way forward from the first record: a layer's
+# outputs spread this many times wider than the layer's before it (healthy
+# Glorot/He initializations keep the spread within ~2x from layer to layer),
+# to a spread well above unit scale. Weights initialized too wide multiply the
+# signal at every layer, and the gradients coming back with it.
+FORWARD_GROWTH = 10.0  # act_std of a layer / act_std of the layer before
+FORWARD_SCALE = 3.0  # act_std reached
 
 # A layer whose gradient norm is exactly 0 in this share of records gets no
 # learning signal. Not 100%: one record may fall on a batch that happens to
@@ -124,7 +135,7 @@ def detect_vanishing_gradients(ctx):
     by_ratio = ratio < ratio_bar and first_norm < ctx.threshold(
         VANISHING_FIRST_NORM, VANISHING_FIRST_NORM_STUCK
     )
-    by_rms = first_rms is not None and first_rms < VANISHING_RMS
+    by_rms = first_rms is not None and first_rms < VANISHING_RMS and ratio < VANISHING_RMS_RATIO
     if not (by_ratio or by_rms):
         return None
     moderate = not by_rms and not (ratio < VANISHING_RATIO and first_norm < VANISHING_FIRST_NORM)
@@ -170,6 +181,7 @@ def detect_vanishing_gradients(ctx):
             "last_norm": last_norm,
             "ratio": ratio,
             "first_rms": first_rms,
+            "at_init": first_step is not None and first_step == int(series.steps[0]),
             "thresholds": {"ratio": VANISHING_RATIO, "first_norm": VANISHING_FIRST_NORM},
         },
     )
@@ -177,6 +189,28 @@ def detect_vanishing_gradients(ctx):
 
 def _total_norm(values):
     return np.sqrt(np.nansum(np.square(values), axis=1))
+
+
+def _forward_blowup(ctx):
+    """(layer before, layer, growth, std) of the first record's widest layer-to-layer growth.
+
+    None when no layer's outputs spread FORWARD_GROWTH times wider than the
+    recorded layer before them, to over FORWARD_SCALE.
+    """
+    series = ctx.vector(metadata.ACT_STD)
+    if series is None or series.values.shape[1] < 2:
+        return None
+    row = np.asarray(series.values[0], float)
+    best = None
+    for i in range(1, len(row)):
+        before, after = row[i - 1], row[i]
+        if not (np.isfinite(before) and np.isfinite(after) and before > 0):
+            continue
+        growth = after / before
+        if growth >= FORWARD_GROWTH and after >= FORWARD_SCALE:
+            if best is None or growth > best[2]:
+                best = (series.labels[i - 1], series.labels[i], float(growth), float(after))
+    return best
 
 
 def detect_exploding_gradients(ctx):
@@ -225,9 +259,25 @@ def detect_exploding_gradients(ctx):
     )
     initial_norm = float(total[0]) if len(total) else None
     huge_at_init = initial_norm is not None and not (initial_norm <= EXPLODING_NORM_AT_INIT)
-    if not (across_depth or over_time or huge_at_init):
+    blowup = _forward_blowup(ctx)
+    if not (across_depth or over_time or huge_at_init or blowup):
         return None
     parts = []
+    if blowup is not None:
+        before, layer, growth, spread = blowup
+        parts.append(
+            "at the first record (step %d) the outputs of layer %s spread %s wider than those"
+            " of %s before it (std %s): the weights are initialized too wide, and the signal"
+            " and its gradients grow at every layer"
+            % (int(series.steps[0]), layer, fmt_ratio(growth), before, fmt(spread))
+        )
+        start = ctx.train_shape.head if ctx.train_shape is not None else None
+        if ctx.chance_loss and start is not None and start > ctx.chance_loss:
+            parts[-1] += "; the loss started at %s, %s the chance level %s" % (
+                fmt(start),
+                fmt_ratio(start / ctx.chance_loss),
+                fmt(ctx.chance_loss),
+            )
     if huge_at_init:
         parts.append(
             "at the first record (step %d) the total gradient norm is already %s"
@@ -258,23 +308,31 @@ def detect_exploding_gradients(ctx):
         confidence=0.85 if across_depth and over_time else 0.7,
         title="Gradients explode (%s)"
         % (
-            "norm %s at the first record" % fmt(initial_norm)
+            "the signal grows %s at layer %s from the first record"
+            % (fmt_ratio(blowup[2]), blowup[1])
+            if blowup is not None and not across_depth
+            else "norm %s at the first record" % fmt(initial_norm)
             if huge_at_init and not across_depth
             else "%s larger at the input than at the output" % fmt_ratio(depth_ratio)
             if across_depth
             else "%s growth during training" % fmt_ratio(growth)
         ),
         explanation=explanation,
-        first_step=int(series.steps[0]) if across_depth or huge_at_init else peak_step,
-        layers=[labels[first]] if across_depth else [],
+        first_step=int(series.steps[0]) if across_depth or huge_at_init or blowup else peak_step,
+        layers=[labels[first]] if across_depth else [blowup[1]] if blowup else [],
         evidence={
             "series": [metadata.tag(metadata.GRAD_NORM)],
             "depth_ratio": depth_ratio,
             "growth": growth,
-            "at_init": bool(across_depth or huge_at_init),
+            "at_init": bool(across_depth or huge_at_init or blowup),
             "initial_norm": initial_norm,
+            "forward_growth": None if blowup is None else blowup[2],
             "nonfinite_step": first_nonfinite_step,
-            "thresholds": {"depth_ratio": EXPLODING_RATIO, "growth": EXPLODING_GROWTH},
+            "thresholds": {
+                "depth_ratio": EXPLODING_RATIO,
+                "growth": EXPLODING_GROWTH,
+                "forward_growth": FORWARD_GROWTH,
+            },
         },
     )
 

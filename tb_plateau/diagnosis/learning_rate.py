@@ -155,13 +155,28 @@ def _learning_rate_spike(ctx):
         if not (usual > 0 and values[i] >= LR_SPIKE_FACTOR * max(usual, values[i - 1])):
             continue
         step = int(rates.steps[i])
-        j = int(np.searchsorted(updates.steps, step))
-        if j >= len(updates.steps) or int(updates.steps[j]) != step:
-            continue
-        moved = _moving_median(updates.values[j])
+        moved = _largest_update_between(updates, rates.steps[i - 1], _next(rates.steps, i))
         if moved is not None and moved > UPDATE_RATIO_HIGH:
             return step, float(values[i]), usual, float(values[i - 1]), moved
     return None
+
+
+def _next(steps, i):
+    return steps[i + 1] if i + 1 < len(steps) else np.inf
+
+
+def _largest_update_between(updates, after, before):
+    """The largest per-record median update ratio recorded at steps in (after, before), or None.
+
+    The steps a recorded learning rate governs: since the record before it
+    (the change happened in between) and until the next one. A recorder need
+    not write the rate and the update at the same step (a custom loop may
+    record the update one step later).
+    """
+    rows = np.flatnonzero((updates.steps > after) & (updates.steps < before))
+    moved = [_moving_median(updates.values[j]) for j in rows]
+    moved = [m for m in moved if m is not None]
+    return max(moved) if moved else None
 
 
 def _spike_then_flat(ctx):

@@ -33,6 +33,9 @@ MIN_CONSTANT_POINTS = 5  # records
 # evaluations while training loss falls, (val - train) / train > 0.1).
 OVERFIT_PATIENCE = 3  # evaluations after the best validation loss
 OVERFIT_MIN_RISE = 0.05  # final val over best val, relative
+# Or, on a small training set (see `context.SMALL_SET_PER_CLASS`), the
+# validation loss ends this share of the chance level above the training loss.
+MEMORIZED_GAP = 0.25  # of the chance-level loss
 
 # Not converged: the last fifth of the run still made a good share of the
 # total fall (a straight line makes 20%; a converged curve almost 0) ...
@@ -50,6 +53,8 @@ NOT_CONVERGED_EPOCH_FALL = 0.2  # of the first epoch's loss
 # Or the last third of the epochs, every one lower than the last, made this
 # share of the whole fall (a straight line makes a third; a levelled curve ~0).
 NOT_CONVERGED_LAST_THIRD_SHARE = 0.25  # of the whole fall
+# A run this short is judged by its pace alone (see `_short_run_still_falling`).
+SHORT_RUN_EPOCHS = 5  # epochs
 # A loss already this small relative to its start has converged for practical
 # purposes, however it is still creeping (separable data drives CE toward 0).
 NEGLIGIBLE_LOSS_SHARE = 0.05  # of the starting loss
@@ -125,7 +130,8 @@ def detect_chance_level(ctx):
         and not ctx.falling_steeply
     )
     val_never_better = False
-    if ctx.val_shape is not None and ctx.val_shape.n >= 2:
+    # (A small training set is memorized whatever its labels: that is overfitting.)
+    if ctx.val_shape is not None and ctx.val_shape.n >= 2 and not ctx.small_training_set:
         # (A validation loss still falling steeply is on its way, not stuck above chance.)
         val_never_better = (
             ctx.val_shape.best > chance * (1 - tolerance)
@@ -241,8 +247,10 @@ def detect_overfitting(ctx):
     after = len(values) - 1 - best
     rise = (values[-1] - values[best]) / abs(values[best]) if values[best] else 0.0
     gap = ctx.train_val_gap()
-    if after < OVERFIT_PATIENCE or rise < OVERFIT_MIN_RISE or gap is None or gap < TRAIN_VAL_GAP:
+    if gap is None or gap < TRAIN_VAL_GAP:
         return None
+    if after < OVERFIT_PATIENCE or rise < OVERFIT_MIN_RISE:
+        return _memorized_small_set(ctx, values, gap)
     train_steps = ctx.train_shape.steps
     train_at_best = float(np.interp(steps[best], train_steps, ctx.train_shape.smoothed))
     if ctx.train_shape.tail >= train_at_best:
@@ -267,15 +275,67 @@ def detect_overfitting(ctx):
                 fmt(ctx.train_shape.tail),
                 percent(gap),
             )
+            + _small_set_words(ctx)
         ),
         first_step=int(steps[best]),
         evidence={
             "series": _tags(ctx),
+            "training_samples": ctx.training_samples,
             "best_val_step": int(steps[best]),
             "best_val_loss": float(values[best]),
             "final_val_loss": float(values[-1]),
             "gap": gap,
             "threshold": TRAIN_VAL_GAP,
+        },
+    )
+
+
+def _small_set_words(ctx):
+    if not ctx.small_training_set:
+        return ""
+    return (
+        " Each epoch trains on at most %d samples (%d steps of %d): too few to learn from"
+        " without memorizing them."
+        % (
+            ctx.training_samples,
+            ctx.training_samples // ctx.config.batch_size,
+            ctx.config.batch_size,
+        )
+    )
+
+
+def _memorized_small_set(ctx, values, gap):
+    """Overfitting without a rise: a small training set fitted far below the validation loss."""
+    chance, _, _ = _chance(ctx)
+    if not ctx.small_training_set or chance is None or chance <= 0:
+        return None
+    train_tail, val_tail = ctx.train_shape.tail, float(values[-1])
+    if val_tail - train_tail < MEMORIZED_GAP * chance:
+        return None
+    return Finding(
+        cause=causes.OVERFITTING,
+        severity=causes.WARNING,
+        confidence=0.75,
+        title="Overfitting a small training set: validation loss %s above training" % percent(gap),
+        explanation=(
+            "The training loss fell to %s while the validation loss ended at %s, %s of the"
+            " chance level %s higher: the model memorized its training samples."
+            % (
+                fmt(train_tail),
+                fmt(val_tail),
+                percent((val_tail - train_tail) / chance),
+                fmt(chance),
+            )
+            + _small_set_words(ctx)
+        ),
+        first_step=int(ctx.val.steps[0]),
+        evidence={
+            "series": _tags(ctx),
+            "training_samples": ctx.training_samples,
+            "final_val_loss": val_tail,
+            "final_train_loss": train_tail,
+            "gap": gap,
+            "threshold": MEMORIZED_GAP,
         },
     )
 
@@ -287,7 +347,9 @@ def _epoch_still_falling(ctx):
     at its lowest at the last epoch, down NOT_CONVERGED_EPOCH_DROP in that epoch,
     at no less than NOT_CONVERGED_EPOCH_PACE of its average fall per epoch, and
     down NOT_CONVERGED_EPOCH_FALL overall. A curve that levels off falls less
-    and less per epoch; a few epochs of a long descent keep their pace.
+    and less per epoch; a few epochs of a long descent keep their pace. A run
+    of SHORT_RUN_EPOCHS or fewer is judged by its pace alone (see
+    `_short_run_still_falling`).
     """
     for name, curve in (
         ("validation", ctx.val),
@@ -298,25 +360,55 @@ def _epoch_still_falling(ctx):
         values = np.asarray(curve.values, float)
         if len(values) < 3 or not np.isfinite(values).all() or values[0] <= 0:
             return None
-        fall = values[0] - values[-1]
-        last = values[-2] - values[-1]
-        third = len(values) // 3
-        if values[-1] > values.min() or fall < NOT_CONVERGED_EPOCH_FALL * values[0]:
-            return None
-        if values[-1] < NEGLIGIBLE_LOSS_SHARE * values[0]:
-            return None
-        # A few epochs that keep their pace ...
-        if last >= NOT_CONVERGED_EPOCH_DROP * values[
-            -2
-        ] and last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1):
+        if _epochs_still_falling(values):
             return name, values
-        # ... or a long steady descent: the last third of the epochs, each lower
-        # than the one before, still made a good share of the whole fall.
-        if third >= 2 and (np.diff(values[-third - 1 :]) < 0).all():
-            if values[-third - 1] - values[-1] >= NOT_CONVERGED_LAST_THIRD_SHARE * fall:
-                return name, values
-        return None
+        break
+    # A short run, judged on its training epochs (the validation loss of a few
+    # epochs is noisier), provided the validation loss ends at its lowest too.
+    train = None if ctx.epoch_train is None else np.asarray(ctx.epoch_train.values, float)
+    val = None if ctx.val is None else np.asarray(ctx.val.values, float)
+    if train is not None and _short_run_still_falling(train):
+        if val is None or not len(val) or val[-1] <= np.nanmin(val):
+            return "training", train
     return None
+
+
+def _epochs_still_falling(values):
+    fall = values[0] - values[-1]
+    last = values[-2] - values[-1]
+    third = len(values) // 3
+    if values[-1] > values.min() or fall < NOT_CONVERGED_EPOCH_FALL * values[0]:
+        return False
+    if values[-1] < NEGLIGIBLE_LOSS_SHARE * values[0]:
+        return False
+    # A few epochs that keep their pace ...
+    if last >= NOT_CONVERGED_EPOCH_DROP * values[-2] and last >= NOT_CONVERGED_EPOCH_PACE * (
+        fall / (len(values) - 1)
+    ):
+        return True
+    # ... or a long steady descent: the last third of the epochs, each lower
+    # than the one before, still made a good share of the whole fall.
+    return bool(
+        third >= 2
+        and (np.diff(values[-third - 1 :]) < 0).all()
+        and values[-third - 1] - values[-1] >= NOT_CONVERGED_LAST_THIRD_SHARE * fall
+    )
+
+
+def _short_run_still_falling(values):
+    """A run of a few epochs, each lower than the last, the last keeping the average pace.
+
+    Over so few epochs a curve cannot have levelled off by much; its pace is
+    the evidence: a levelling curve falls less and less per epoch.
+    """
+    if not 3 <= len(values) <= SHORT_RUN_EPOCHS or not (np.diff(values) < 0).all():
+        return False
+    fall = values[0] - values[-1]
+    last = values[-2] - values[-1]
+    return bool(
+        fall >= NOT_CONVERGED_MIN_PROGRESS * values[0]
+        and last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1)
+    )
 
 
 def detect_not_converged(ctx):
@@ -420,14 +512,31 @@ def _bottleneck(config):
     return None
 
 
+def _narrower_than_classes(config):
+    """(layer, units, classes) of a hidden layer too narrow to tell the classes apart, or None.
+
+    C classes need C - 1 directions in the layer before the logits; every
+    layer the signal passes through carries at most as many as it has units.
+    """
+    classes = config.num_classes
+    widths = [(name, units) for name, units in config.hidden_widths if units]
+    if not classes or classes < 3 or not widths:
+        return None
+    name, units = min(widths, key=lambda w: w[1])
+    return (name, units, classes) if units < classes - 1 else None
+
+
 def detect_insufficient_capacity(ctx):
-    """A flat plateau far above a perfect fit, train close to validation, in a tiny model."""
+    """A model too small to fit: a layer narrower than the classes, or a flat plateau far up."""
     shape = ctx.train_shape
     if shape is None or not ctx.has_config or shape.n < 5 or shape.progress <= FLAT_PROGRESS:
         return None
     chance, how, _ = _chance(ctx)
     if chance is None or shape.tail < CAPACITY_LOSS_SHARE * chance:
         return None
+    narrow = _narrower_than_classes(ctx.config)
+    if narrow is not None and not ctx.good_fit:
+        return _too_narrow_finding(ctx, shape, chance, narrow)
     # Epoch means show a plateau without the batch-to-batch noise.
     epoch_shape = ctx.epoch_train_shape
     plateau_shape = epoch_shape if epoch_shape is not None and epoch_shape.n >= 5 else shape
@@ -470,6 +579,41 @@ def detect_insufficient_capacity(ctx):
             "chance_loss": chance,
             "train_val_gap": gap,
             "bottleneck_units": units,
+        },
+    )
+
+
+def _too_narrow_finding(ctx, shape, chance, narrow):
+    name, units, classes = narrow
+    return Finding(
+        cause=causes.INSUFFICIENT_CAPACITY,
+        severity=causes.WARNING,
+        confidence=0.75,
+        title="Layer %s (%d unit%s) is too narrow for %d classes"
+        % (name, units, "s" * (units > 1), classes),
+        explanation=(
+            "Hidden layer %s has %d unit%s, but telling %d classes apart takes at least %d"
+            " directions before the output: whatever the weights, the model cannot separate"
+            " them all. The loss ended at %s, %s of the chance level %s."
+            % (
+                name,
+                units,
+                "s" * (units > 1),
+                classes,
+                classes - 1,
+                fmt(shape.tail),
+                percent(shape.tail / chance),
+                fmt(chance),
+            )
+        ),
+        first_step=int(shape.steps[0]),
+        layers=[name],
+        evidence={
+            "series": _tags(ctx),
+            "final_loss": shape.tail,
+            "chance_loss": chance,
+            "bottleneck_units": units,
+            "classes": classes,
         },
     )
 

@@ -35,9 +35,13 @@ _PRIORITY = (
     c.UNEXPLAINED_PLATEAU,
 )
 _DATA_SOURCES = ("inputs", "labels")
-# Causes that act through the optimizer's steps: they cannot explain what was
-# already there at the first record, measured on the initial weights.
-_STEP_CAUSES = (c.LR_TOO_HIGH, c.LR_TOO_LOW)
+# Causes that act through training (the optimizer's steps, what the labels
+# teach): they cannot explain what was already there at the first record,
+# measured on the initial weights.
+_TRAINING_CAUSES = (c.LR_TOO_HIGH, c.LR_TOO_LOW, c.NO_SIGNAL)
+# A layer this dead passes no signal at all; a partly dead one still carries
+# what its live units compute.
+_BLOCKING_DEAD_FRACTION = 0.95  # of the layer's units
 _LATE = float("inf")  # a finding without a first step sorts after those with one
 # Findings that describe an event at a step of the run, so that time can tell
 # which came first.
@@ -62,19 +66,68 @@ def _at_init(finding):
     return bool(finding.evidence.get("at_init"))
 
 
+def _from_data(finding):
+    """True for a finding about the data itself (NaN rows, constant labels): a fact."""
+    return finding.evidence.get("source") in _DATA_SOURCES
+
+
+def _blocks_signal(dead, at_first_record=False):
+    """True when a dead-ReLU finding has a layer all but entirely dead (at the first record)."""
+    if at_first_record:
+        fraction = dead.evidence.get("initial_dead_fraction") or 0.0
+    else:
+        fraction = max((dead.evidence.get("dead_fraction") or {}).values(), default=0.0)
+    return fraction >= _BLOCKING_DEAD_FRACTION
+
+
+def _pair_evidence(root, symptom):
+    """True/False where what the labels or the dead units show decides the pair, else None.
+
+    Labels that carry no information (all one class) drive the network toward a
+    constant output: units die and gradients fade because of them, never the
+    other way round. A loss at chance level with partly dead units is the
+    labels' doing; dead units explain it only when a layer passes no signal at
+    all. At the first record, gradients that fade layer by layer and units
+    whose sign is set by their bias alone are one collapse of a too-narrow
+    initialization, unless a layer is already entirely dead (a bias that keeps
+    it off). Weights initialized too wide make every step small beside them (a
+    low update ratio); gradients that explode later do not.
+    """
+    pair = (root.cause, symptom.cause)
+    if pair == (c.EXPLODING_GRADIENTS, c.LR_TOO_LOW):
+        return _at_init(root)
+    if root.cause == c.NO_SIGNAL and symptom.cause != c.DEAD_RELU:
+        if symptom.cause in (c.VANISHING_GRADIENTS, c.ZERO_GRADIENT, c.SATURATED_ACTIVATIONS):
+            return _from_data(root)
+        return None
+    if pair == (c.NO_SIGNAL, c.DEAD_RELU):
+        return _from_data(root) or not _blocks_signal(symptom)
+    if pair == (c.DEAD_RELU, c.NO_SIGNAL):
+        return _blocks_signal(root)
+    both_at_init = _at_init(root) and _at_init(symptom)
+    if pair == (c.VANISHING_GRADIENTS, c.DEAD_RELU):
+        return both_at_init and not _blocks_signal(symptom, at_first_record=True)
+    if pair == (c.DEAD_RELU, c.VANISHING_GRADIENTS) and both_at_init:
+        return _blocks_signal(root, at_first_record=True)
+    return None
+
+
 def _explains(root, symptom):
     """True when `root`, found in the same run, accounts for `symptom`."""
     if root is symptom:
         return False
     if root.cause == c.NONFINITE:
         # NaN in the data poisons everything after it.
-        return root.evidence.get("source") in _DATA_SOURCES
-    if symptom.cause == c.NONFINITE and symptom.evidence.get("source") in _DATA_SOURCES:
+        return _from_data(root)
+    if _from_data(symptom):
         return False
     if symptom.cause not in c.PRODUCES.get(root.cause, ()):
         return False
-    if root.cause in _STEP_CAUSES and _at_init(symptom):
+    if root.cause in _TRAINING_CAUSES and _at_init(symptom):
         return False
+    decided = _pair_evidence(root, symptom)
+    if decided is not None:
+        return decided
     if root.cause == c.LOSS_OUTPUT_MISMATCH and symptom.cause == c.DEAD_RELU:
         # A mismatch kills units only where the output is (a ReLU output for
         # targets below zero); dead hidden layers have their own cause.

@@ -22,6 +22,8 @@ STRONG_LABEL_SMOOTHING = 0.4
 # The training loss (measured with dropout on) this much above the validation
 # loss (dropout off): the model fits better than training lets it show.
 DROPOUT_TRAIN_OVER_VAL = 0.2  # relative
+# ... and this far above it names the dropout even when the run is not stuck.
+DROPOUT_HOLDS_BACK = 0.25  # relative
 # The weights' norm shrank to this share of its first record over the run.
 WEIGHT_SHRINK = 0.5
 
@@ -124,7 +126,16 @@ def detect_over_regularization(ctx):
             "label smoothing of %s makes the targets nearly uniform (usual: 0.1), so even a"
             " perfect model's loss stays near chance level" % fmt(smoothing)
         )
-    if not parts or not (ctx.stuck or heavy_share):
+    # Dropout that holds the training loss far above the validation loss is
+    # evidence on its own: the model is fitted through a mask that hides most
+    # of it. Not for a run that reached a good fit anyway.
+    dropout_holds_back = (
+        bool(dropout)
+        and train_over_val is not None
+        and train_over_val >= DROPOUT_HOLDS_BACK
+        and not ctx.good_fit
+    )
+    if not parts or not (ctx.stuck or heavy_share or dropout_holds_back):
         return None
     explanation = "Regularization is too strong for the model to fit: " + "; ".join(parts) + "."
     if ctx.progress_reason:
