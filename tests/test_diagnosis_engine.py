@@ -359,11 +359,17 @@ def test_a_learning_rate_jump_is_found_when_updates_are_recorded_a_step_later():
 
 def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
     """One unit before a 4-class output can separate two classes at most: named while the
-    loss still creeps down far above a good fit."""
+    loss still creeps down far above a good fit. A one-unit layer off the path (an attention
+    score: the output still reads 32 inputs) is not."""
     config = _relu_config(units=(32, 1), classes=4)
+    for layer, params in zip(config["layers"], [(8 + 1) * 32, (32 + 1) * 1, (1 + 1) * 4]):
+        layer["params"] = params
     run = _run(_decaying(n=60, start=1.39, floor=0.9, rate=0.02), config=config)
     finding = next(f for f in diagnosis.diagnose(run) if f.cause == causes.INSUFFICIENT_CAPACITY)
     assert finding.layers == ["d1"] and "4 classes" in finding.title
+    config["layers"][-1]["params"] = (32 + 1) * 4
+    run = _run(_decaying(n=60, start=1.39, floor=0.9, rate=0.02), config=config)
+    assert causes.INSUFFICIENT_CAPACITY not in [f.cause for f in diagnosis.diagnose(run)]
 
 
 def test_a_short_run_still_falling_at_its_pace_is_not_converged_not_stuck():

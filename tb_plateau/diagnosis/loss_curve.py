@@ -512,18 +512,37 @@ def _bottleneck(config):
     return None
 
 
-def _narrower_than_classes(config):
-    """(layer, units, classes) of a hidden layer too narrow to tell the classes apart, or None.
+def _fan_in(layer):
+    """Inputs a Dense layer reads per sample, from its parameter count, or None."""
+    units, params = layer.get("units"), layer.get("params")
+    if layer.get("class") != "Dense" or not isinstance(units, int) or units <= 0:
+        return None
+    if not isinstance(params, int) or params <= 0 or params % units:
+        return None
+    return params // units - (1 if layer.get("use_bias", True) else 0)
 
-    C classes need C - 1 directions in the layer before the logits; every
-    layer the signal passes through carries at most as many as it has units.
+
+def _narrower_than_classes(config):
+    """(narrow layer, width, classes) where the signal narrows below what the classes need.
+
+    C classes need C - 1 directions on the way to the logits. A Dense layer
+    (past the first, which reads the data as it is) that reads fewer inputs
+    than that gets them from a layer too narrow; its parameter count says how
+    many it reads, so a one-unit layer that does not feed the path (an
+    attention score) is not taken for one.
     """
     classes = config.num_classes
-    widths = [(name, units) for name, units in config.hidden_widths if units]
-    if not classes or classes < 3 or not widths:
+    if not classes or classes < 3:
         return None
-    name, units = min(widths, key=lambda w: w[1])
-    return (name, units, classes) if units < classes - 1 else None
+    layers = [layer for layer in config.computing_layers if not layer.get("nested")]
+    for i, layer in enumerate(layers[1:], start=1):
+        fan_in = _fan_in(layer)
+        if fan_in is None or fan_in < 1 or fan_in >= classes - 1:
+            continue
+        before = [earlier for earlier in layers[:i] if earlier.get("units") == fan_in]
+        name = before[-1].get("name") if before else "the input of %s" % layer.get("name")
+        return name, fan_in, classes
+    return None
 
 
 def detect_insufficient_capacity(ctx):
