@@ -126,11 +126,11 @@ def detect_over_regularization(ctx):
             "label smoothing of %s makes the targets nearly uniform (usual: 0.1), so even a"
             " perfect model's loss stays near chance level" % fmt(smoothing)
         )
-    # Dropout that holds the training loss far above the validation loss is
-    # evidence on its own: the model is fitted through a mask that hides most
-    # of it. Not for a run that reached a good fit anyway.
+    # Dropout above the customary 0.5 that holds the training loss far above
+    # the validation loss is evidence on its own: the model is fitted through a
+    # mask that hides most of it. Not for a run that reached a good fit anyway.
     dropout_holds_back = (
-        bool(dropout)
+        any(rate > STRONG_DROPOUT for _, rate in dropout)
         and train_over_val is not None
         and train_over_val >= DROPOUT_HOLDS_BACK
         and not ctx.good_fit
