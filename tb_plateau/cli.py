@@ -97,10 +97,24 @@ def _indent(text, prefix):
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+def _fix_lines(fixes):
+    """Every fix, numbered when there are several, code lines kept aligned."""
+    if not fixes:
+        return []
+    if len(fixes) == 1:
+        return ["     fix:", _indent(fixes[0], "       ")]
+    lines = ["     fixes:"]
+    for number, fix in enumerate(fixes, 1):
+        first, *rest = fix.splitlines() or [""]
+        lines.append("       %d. %s" % (number, first))
+        lines.extend("          " + line for line in rest)
+    return lines
+
+
 def format_report(result, color=False):
     """The readable report: per run its verdict, then each finding with fixes."""
     if not result["runs"]:
-        return "No runs found (no event files under this logdir)."
+        return "No runs found (no event files under this logdir).\n"
     lines = []
     for run in result["runs"]:
         label, severity = run["verdict"].upper(), run["verdict"]
@@ -127,9 +141,7 @@ def format_report(result, color=False):
                 lines.append("     layers: " + ", ".join(finding["layers"][:10]))
             if finding["first_step"] is not None:
                 lines.append("     first seen at step %d" % finding["first_step"])
-            if finding["fixes"]:
-                lines.append("     fix:")
-                lines.append(_indent(finding["fixes"][0], "       "))
+            lines.extend(_fix_lines(finding["fixes"]))
         for note in run.get("notes", []):
             lines.append(_indent("note: " + note, "  "))
         lines.append("")

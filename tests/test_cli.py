@@ -48,6 +48,19 @@ def test_readable_report(keras_logdir, capsys):
     assert cli.main(["diagnose", keras_logdir]) == 0
     out = capsys.readouterr().out
     assert "WARNING  exp/train" in out and "\033[" not in out
+    # Every fix of the finding, numbered, each line of multi-line code kept.
+    result = cli.diagnose_logdir(keras_logdir)
+    fixes = result["runs"][0]["findings"][0]["fixes"]
+    assert len(fixes) > 1
+    for number, fix in enumerate(fixes, 1):
+        first, *rest = fix.splitlines()
+        assert "%d. %s" % (number, first) in out
+        assert all(line in out for line in rest)
+
+
+def test_empty_logdir_report_ends_its_line(tmp_path, capsys):
+    assert cli.main(["diagnose", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "No runs found (no event files under this logdir).\n"
 
 
 def test_run_filter_and_bad_arguments(keras_logdir, tmp_path, capsys):
