@@ -6,9 +6,10 @@ browser). Screenshots go to `test-artifacts/` for a person to look at.
 
 import os
 
-import plugin_logdirs
 import pytest
 from tensorboard_server import TensorBoardProcess
+
+from tests import plugin_logdirs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

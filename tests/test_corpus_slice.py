@@ -7,14 +7,9 @@ working and its clearest cases named; the corpus itself (about 430 trainings) is
 `python -m benchmarks.corpus.run train` then `score`, not a test.
 """
 
-import os
-import sys
-
 import pytest
 
 pytest.importorskip("tensorflow")
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.corpus import run  # noqa: E402
 

@@ -11,11 +11,11 @@ import os
 import shutil
 
 import numpy as np
-import plugin_logdirs
 import pytest
 
 from tb_plateau import cli, diagnosis, metadata, plugin
 from tb_plateau.loader import PlateauLoader
+from tests import plugin_logdirs
 
 PREFIX = "/data/plugin/plateau"
 

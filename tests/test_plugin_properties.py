@@ -16,12 +16,12 @@ import json
 import urllib.parse
 
 import numpy as np
-import plugin_logdirs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tb_plateau import plugin
+from tests import plugin_logdirs
 
 PREFIX = "/data/plugin/plateau"
 ROUTES = ("/runs", "/diagnosis", "/series")

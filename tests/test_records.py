@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from readers import assert_same_run_data, count_bulk_decoded
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
 from tb_plateau import cli, metadata, records, rundata
+from tests.readers import assert_same_run_data, count_bulk_decoded
 
 PROPERTY_SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -275,9 +275,6 @@ def test_restarts_and_foreign_records_read_the_same_three_ways(tmp_path, monkeyp
 
 def test_benchmark_format_runs_are_decoded_in_bulk(tmp_path, monkeypatch):
     """The records of benchmarks/make_logdir.py (PlateauCallback's layout) take the bulk path."""
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from benchmarks.make_logdir import make_logdir
 
     cli._avoid_tensorflow()

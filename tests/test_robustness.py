@@ -14,9 +14,9 @@ import struct
 
 import numpy as np
 import pytest
-from readers import assert_same_run_data, count_bulk_decoded
 
 from tb_plateau import cli, diagnosis, metadata, records, rundata
+from tests.readers import assert_same_run_data, count_bulk_decoded
 
 HEADER = 12  # uint64 length + uint32 masked CRC
 FOOTER = 4  # uint32 masked CRC of the data
@@ -330,9 +330,6 @@ def test_one_pass_reader_equals_the_multiplexer_on_damaged_runs(bad_logdir):
 
 def test_generated_benchmark_logdir_is_sound(tmp_path):
     """benchmarks/make_logdir.py writes what TensorBoard reads, checksums included."""
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from benchmarks.make_logdir import make_logdir
 
     cli._avoid_tensorflow()

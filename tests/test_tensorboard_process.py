@@ -12,9 +12,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import plugin_logdirs
 import pytest
 from tensorboard_server import TensorBoardProcess, get_json
+
+from tests import plugin_logdirs
 
 pytestmark = pytest.mark.slow
 
