@@ -61,14 +61,9 @@ def read_run(logdir, run, run_names):
     """One run's `RunData`, with its Keras validation sibling's scalars attached."""
     from tb_plateau import rundata
 
-    data = rundata.read_logdir_run(logdir, run)
-    sibling = rundata.keras_validation_sibling(run, run_names)
-    if sibling is not None:
-        validation = rundata.read_logdir_run(logdir, sibling)
-        data.validation_scalars = validation.other_scalars
-        data.problems.extend(validation.problems)
-        data.incomplete = data.incomplete or validation.incomplete
-    return data
+    return rundata.read_with_validation_sibling(
+        lambda name: rundata.read_logdir_run(logdir, name), run, run_names
+    )
 
 
 def diagnose_logdir(logdir, only_run=None):

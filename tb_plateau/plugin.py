@@ -576,15 +576,7 @@ def _read_run_data(data_provider, ctx, experiment_id, run, listing, run_dir):
             return rundata.read_run_directory(directory, name)
         return rundata.from_provider(data_provider, ctx, experiment_id, name)
 
-    data = read(run)
-    sibling = listing.validation_sibling(run)
-    if sibling:
-        validation = read(sibling)
-        # As the CLI does (`cli.read_run`), so both give the same report.
-        data.validation_scalars = dict(validation.other_scalars)
-        data.problems.extend(validation.problems)
-        data.incomplete = data.incomplete or validation.incomplete
-    return data
+    return rundata.read_with_validation_sibling(read, run, listing.run_names)
 
 
 def _is_failure_note(note, already):

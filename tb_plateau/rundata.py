@@ -278,6 +278,22 @@ def keras_validation_sibling(run, run_names):
     return sibling if sibling in run_names else None
 
 
+def read_with_validation_sibling(read, run, run_names):
+    """`read(run)` with its Keras "…/validation" sibling's scalars attached, if it has one.
+
+    The one join of a run with its sibling: the CLI and the tab both call it
+    (each with its own `read`), so they give the same report.
+    """
+    data = read(run)
+    sibling = keras_validation_sibling(run, run_names)
+    if sibling is not None:
+        validation = read(sibling)
+        data.validation_scalars = dict(validation.other_scalars)
+        data.problems.extend(validation.problems)
+        data.incomplete = data.incomplete or validation.incomplete
+    return data
+
+
 def is_keras_validation_run(run, run_names):
     """True for a Keras "…/validation" run whose "…/train" sibling exists."""
     head, leaf = os.path.split(run) if "/" in run else ("", run)

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tb_plateau import cli, diagnosis, metadata, plugin
+from tb_plateau import cli, diagnosis, metadata, plugin, rundata
 from tb_plateau.loader import PlateauLoader
 from tests import plugin_logdirs
 
@@ -58,8 +58,9 @@ def test_is_active_does_no_io():
 
     context = argparse.Namespace(data_provider=Exploding())
     tab = plugin.PlateauPlugin(context)
-    assert tab.is_active() is False
-    # TensorBoard enables the tab from its cheap plugin listing instead.
+    tab.is_active()  # must not touch the data provider (it would raise)
+    # TensorBoard enables the tab from its cheap plugin listing instead (see
+    # test_tab_enabled_by_a_loss_scalar_alone for the listing itself).
     assert set(tab.data_plugin_names()) == {"plateau", "scalars"}
 
 
@@ -172,12 +173,22 @@ def test_diagnosis_of_broken_run_names_dead_units(server):
     causes = [finding["cause"] for finding in body["findings"]]
     assert "dead_relu" in causes or "zero_gradient" in causes, causes
     for finding in body["findings"]:
-        assert isinstance(finding["evidence"].get("series", []), list)
+        # Every series a finding cites is one the tab can draw from this run.
+        assert finding["evidence"]["series"], finding["cause"]
+        for tag in finding["evidence"]["series"]:
+            drawn = server.json(PREFIX + "/series", run=plugin_logdirs.BROKEN_RUN, tag=tag)
+            assert drawn["total_points"] > 0, (finding["cause"], tag)
 
 
-def test_diagnosis_of_keras_run_reads_its_validation_sibling(server):
-    body = server.json(PREFIX + "/diagnosis", run=plugin_logdirs.KERAS_TRAIN_RUN)
-    assert body["run"] == plugin_logdirs.KERAS_TRAIN_RUN
+def test_diagnosis_of_keras_run_reads_its_validation_sibling(server, logdir):
+    """The tab diagnoses a Keras "train" run together with its "validation" sibling."""
+    run = plugin_logdirs.KERAS_TRAIN_RUN
+    body = server.json(PREFIX + "/diagnosis", run=run)
+    joined = cli.read_run(logdir, run, rundata.list_logdir_runs(logdir))
+    assert len(joined.validation_scalars["epoch_loss"]) == 4  # the sibling's 4 epochs
+    assert body == json.loads(_respond_json(diagnosis.run_report(joined)))
+    # Through the data provider too (a run the tab cannot read from files).
+    assert Server(logdir, local=False).json(PREFIX + "/diagnosis", run=run) == body
 
 
 def _respond_json(value):
