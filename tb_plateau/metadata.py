@@ -7,12 +7,11 @@ tensor summary per statistic per step: a vector over layers whose names are in
 the header's ``labels``. A model with a thousand layers thus writes a dozen
 tags, not twelve thousand.
 
-Importable without TensorFlow.
+Importable without TensorFlow or TensorBoard (only `create_summary_metadata`,
+which builds the protobuf, imports TensorBoard's protos when called).
 """
 
 import json
-
-from tensorboard.compat.proto import summary_pb2
 
 PLUGIN_NAME = "plateau"
 
@@ -83,6 +82,49 @@ VECTOR_NAMES = (
 )
 
 
+# What the per-layer activation statistics mean, by activation family (the
+# activation function's name). The recorder computes `act_dead_fraction` for
+# the ReLU family (units never above zero over the batch) and
+# `act_saturated_fraction` for sigmoid, tanh and softmax outputs within
+# SATURATION_MARGIN of a limit; the diagnosis reads them by the same sets.
+RELU_FAMILY = frozenset(
+    [
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "prelu",
+        "elu",
+        "selu",
+        "gelu",
+        "silu",
+        "swish",
+        "hard_silu",
+        "hard_swish",
+        "mish",
+        "celu",
+        "threshold",
+    ]
+)
+# Of the ReLU family, those whose output and gradient are exactly 0 below zero:
+# only their units can die. (LeakyReLU, ELU, GELU, SiLU ... pass gradient there:
+# a unit of theirs never above zero is quiet, not dead.)
+DEAD_CAPABLE = frozenset(["relu", "relu6", "threshold"])
+SIGMOID_FAMILY = frozenset(["sigmoid", "hard_sigmoid"])
+TANH_FAMILY = frozenset(["tanh", "softsign", "hard_tanh"])
+SATURATING = SIGMOID_FAMILY | TANH_FAMILY
+SOFTMAX_FAMILY = frozenset(["softmax", "log_softmax"])
+# An output this close to its limit passes (almost) no gradient: sigmoid'(x) at
+# 0.97 is 0.03, a thirtieth of its peak; the same cut for |tanh|.
+SATURATION_MARGIN = 0.03
+
+# Layer classes in the configuration record that normalize their input: batch
+# statistics (BATCH_NORMALIZATION_LAYERS) or per sample.
+BATCH_NORMALIZATION_LAYERS = frozenset(["BatchNormalization", "SyncBatchNormalization"])
+NORMALIZATION_LAYERS = BATCH_NORMALIZATION_LAYERS | frozenset(
+    ["LayerNormalization", "GroupNormalization", "UnitNormalization"]
+)
+
+
 class MetadataError(ValueError):
     """The summary metadata cannot be read by this version."""
 
@@ -107,6 +149,10 @@ def create_summary_metadata(data_class, labels=None, **extra):
       labels: for a vector, the name of each entry (layer or statistic).
       **extra: further JSON-serializable header fields (e.g. ``sizes``).
     """
+    # The one protobuf helper here, imported on use: the rest of this module
+    # (and the diagnosis reading it) needs neither TensorBoard nor TensorFlow.
+    from tensorboard.compat.proto import summary_pb2
+
     header = {"version": PROTO_VERSION}
     if labels is not None:
         header["labels"] = [str(label) for label in labels]

@@ -50,31 +50,12 @@ _MAX_FEATURES = 4096  # features
 # Classes counted in the label statistics; more are summarized by range only.
 _MAX_CLASSES = 10_000  # classes
 
-# Activation families, by the function's name.
-RELU_FAMILY = frozenset(
-    [
-        "relu",
-        "relu6",
-        "leaky_relu",
-        "prelu",
-        "elu",
-        "selu",
-        "gelu",
-        "silu",
-        "swish",
-        "hard_silu",
-        "hard_swish",
-        "mish",
-        "celu",
-        "threshold",
-    ]
-)
-SIGMOID_FAMILY = frozenset(["sigmoid", "hard_sigmoid"])
-TANH_FAMILY = frozenset(["tanh", "softsign", "hard_tanh"])
-SOFTMAX_FAMILY = frozenset(["softmax", "log_softmax"])
-# An output this close to its limit passes (almost) no gradient: sigmoid'(x) at
-# 0.97 is 0.03, a thirtieth of its peak; the same cut for |tanh|.
-SATURATION_MARGIN = 0.03
+# Activation families and the saturation margin: the contract in `metadata`.
+RELU_FAMILY = metadata.RELU_FAMILY
+SIGMOID_FAMILY = metadata.SIGMOID_FAMILY
+TANH_FAMILY = metadata.TANH_FAMILY
+SOFTMAX_FAMILY = metadata.SOFTMAX_FAMILY
+SATURATION_MARGIN = metadata.SATURATION_MARGIN
 
 _ACTIVATION_LAYER_NAMES = {
     "ReLU": "relu",

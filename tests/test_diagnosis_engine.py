@@ -411,3 +411,24 @@ def test_two_alike_labels_do_not_make_the_labels_constant():
     config["data"]["labels"][0]["shape"] = [64]
     run = _run(_decaying(n=40), config=config)
     assert causes.NO_SIGNAL in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_the_diagnosis_imports_with_neither_tensorflow_nor_tensorboard():
+    """The engine is pure Python and numpy: it imports with both blocked from import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def block(name, *args, **kwargs):\n"
+        "    if name.split('.')[0] in ('tensorflow', 'tensorboard'):\n"
+        "        raise ImportError('blocked: ' + name)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = block\n"
+        "import tb_plateau.diagnosis\n"
+        "print(len(tb_plateau.diagnosis.CAUSE_IDS))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(causes.CAUSE_IDS))

@@ -30,8 +30,8 @@ SATURATED_LAYER_FRACTION_STUCK = 0.3  # when the loss curve says the run is stuc
 
 # Only these pass exactly zero gradient below zero; leaky/ELU/GELU units that
 # never fire still pass some.
-DEAD_CAPABLE = frozenset(["relu", "relu6", "threshold"])
-SATURATING = frozenset(["sigmoid", "hard_sigmoid", "tanh", "softsign", "hard_tanh"])
+DEAD_CAPABLE = metadata.DEAD_CAPABLE
+SATURATING = metadata.SATURATING
 
 # The share of the run's records that describe its current state.
 _LATE_SHARE = 1.0 / 3.0

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from tb_plateau import metadata
+
 # Keras loss names (function and class spellings, lower-cased) by family.
 _CROSS_ENTROPY = (
     "categorical_crossentropy",
@@ -61,10 +63,7 @@ INPUT_ADAPTING_LAYERS = frozenset(
     [
         "Normalization",
         "Rescaling",
-        "BatchNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-        "UnitNormalization",
+        *metadata.NORMALIZATION_LAYERS,
         "Embedding",
         "StringLookup",
         "IntegerLookup",
@@ -91,7 +90,6 @@ _SHAPE_ONLY_LAYERS = frozenset(
         "Masking",
     ]
 )
-_NORMALIZATION_LAYERS = frozenset(["BatchNormalization", "SyncBatchNormalization"])
 
 
 # Class frequencies are read from a label sample of at least this many labels.
@@ -201,7 +199,11 @@ class ConfigView:
 
     @property
     def batchnorm_layers(self):
-        return [layer for layer in self.layers if layer.get("class") in _NORMALIZATION_LAYERS]
+        return [
+            layer
+            for layer in self.layers
+            if layer.get("class") in metadata.BATCH_NORMALIZATION_LAYERS
+        ]
 
     @property
     def is_empty(self):

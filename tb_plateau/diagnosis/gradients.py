@@ -68,15 +68,7 @@ NON_DIFFERENTIABLE_NAMES = frozenset(
     ]
 )
 
-_NORMALIZATION_CLASSES = frozenset(
-    [
-        "BatchNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-        "UnitNormalization",
-        "SyncBatchNormalization",
-    ]
-)
+_NORMALIZATION_CLASSES = metadata.NORMALIZATION_LAYERS
 
 
 def _norm_matrix(ctx):
