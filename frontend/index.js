@@ -18,7 +18,7 @@ const COLORS = {
   info: "#1565c0",
   healthy: "#2e7d32",
   train: "#f57c00",
-  trainEpoch: "#ef6c00",
+  trainEpoch: "#6a1b9a",
   validation: "#1565c0",
   band: "rgba(46, 125, 50, 0.10)",
   region: "rgba(198, 40, 40, 0.10)",
@@ -379,7 +379,9 @@ async function renderSelected() {
   main.replaceChildren(content);
   main.scrollTop = scrollTop;
   state.shownStamp = stamp;
-  await Promise.all(pending.map((spec) => drawChart(entry, spec)));
+  // Charts draw the loss curves the diagnosis read (the report names them).
+  const drawnEntry = { ...entry, loss_series: report ? report.loss_series || null : null };
+  await Promise.all(pending.map((spec) => drawChart(drawnEntry, spec)));
 }
 
 function runHeader(entry, report) {
@@ -573,6 +575,21 @@ function lossTags(entry) {
   const isVal = (t) => /(^|[/_.])val(idation)?([/_.]|$)|val_loss|validation/.test(lower(t));
   const line = (run, tag, name, color, width, symbols) => ({ run, tag, name, color, width, symbols });
   const lines = [];
+  const diagnosed = entry.loss_series;
+  if (diagnosed && diagnosed.train) {
+    // The curves the diagnosis read, and tb_plateau's epoch means beside its batch losses.
+    const train = diagnosed.train;
+    const perBatch = train.tag === "plateau/batch_loss";
+    const trainName = perBatch ? "train (batch)" : train.tag === "plateau/epoch/loss" ? "train (epoch)" : "train";
+    lines.push(line(train.run, train.tag, trainName, COLORS.train, perBatch ? 1.2 : 2, !perBatch));
+    if (perBatch && tags.includes("plateau/epoch/loss")) {
+      lines.push(line(entry.run, "plateau/epoch/loss", "train (epoch)", COLORS.trainEpoch, 2.2, true));
+    }
+    if (diagnosed.validation) {
+      lines.push(line(diagnosed.validation.run, diagnosed.validation.tag, "validation", COLORS.validation, 2.2, true));
+    }
+    return lines;
+  }
   // tb_plateau's own losses share one axis: the global training step.
   if (tags.some((t) => t.startsWith("plateau/") && lower(t).includes("loss"))) {
     if (tags.includes("plateau/batch_loss")) lines.push(line(entry.run, "plateau/batch_loss", "train (batch)", COLORS.train, 1.2, false));
@@ -694,6 +711,8 @@ function toPoints(body) {
 async function drawLoss(entry, spec) {
   const lines = lossTags(entry);
   if (!lines.length) throw new Error("this run records no loss");
+  // Which curves this chart shows, for a reader (and the browser tests).
+  spec.container.dataset.series = JSON.stringify(lines.map((l) => [l.run, l.tag]));
   const bodies = await Promise.all(lines.map((line) => series(line.run, line.tag).catch(() => null)));
   const firstStep = spec.finding ? spec.finding.first_step : null;
   const chartSeries = [];

@@ -78,6 +78,7 @@ class RunData:
         "epoch_loss", a PyTorch "Loss/train", ...).
       validation_scalars: for a Keras "…/train" run, the scalars of its sibling
         "…/validation" run; else empty.
+      validation_run: the name of that sibling run, when it was read.
       problems: what could not be read, in plain words (a corrupt file, data
         from a newer version); the rest of the run is still here.
       incomplete: True when data of this run exists but could not be read (a
@@ -92,6 +93,7 @@ class RunData:
     config: Optional[dict] = None
     other_scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
     validation_scalars: Dict[str, Series] = dataclasses.field(default_factory=dict)
+    validation_run: Optional[str] = None
     problems: List[str] = dataclasses.field(default_factory=list)
     incomplete: bool = False
 
@@ -289,6 +291,7 @@ def read_with_validation_sibling(read, run, run_names):
     if sibling is not None:
         validation = read(sibling)
         data.validation_scalars = dict(validation.other_scalars)
+        data.validation_run = sibling
         data.problems.extend(validation.problems)
         data.incomplete = data.incomplete or validation.incomplete
     return data

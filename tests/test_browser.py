@@ -4,12 +4,13 @@ Debian's `/usr/bin/chromium` driven by Playwright (never a downloaded
 browser). Screenshots go to `test-artifacts/` for a person to look at.
 """
 
+import json
 import os
 
 import pytest
-from tensorboard_server import TensorBoardProcess
 
 from tests import plugin_logdirs
+from tests.tensorboard_server import TensorBoardProcess, get_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -159,6 +160,31 @@ def test_broken_run_shows_finding_cards_and_charts(tab):
     tab.screenshot("plateau-broken-run.png")
     tab.frame.locator(".pl-main").evaluate("m => { m.scrollTop = m.scrollHeight / 3; }")
     tab.screenshot("plateau-broken-run-scrolled.png")
+    assert tab.errors == []
+
+
+def _drawn_loss_series(tab):
+    """The [run, tag] pairs of the first loss chart on the page."""
+    chart = tab.frame.locator(".pl-chart[data-series]").first
+    chart.wait_for(timeout=UI_TIMEOUT_MS)
+    return json.loads(chart.get_attribute("data-series"))
+
+
+@pytest.mark.parametrize("run", [plugin_logdirs.BROKEN_RUN, plugin_logdirs.KERAS_TRAIN_RUN])
+def test_the_loss_drawn_is_the_loss_diagnosed(tab, tensorboard, run):
+    """The chart draws the training and validation curves the report says it read (a Keras
+    run's validation curve lives in its sibling run)."""
+    status, report = get_json(tensorboard.base + "/data/plugin/plateau/diagnosis?run=" + run)
+    assert status == 200
+    diagnosed = report["loss_series"]
+    tab.select(run)
+    drawn = _drawn_loss_series(tab)
+    assert drawn[0] == [diagnosed["train"]["run"], diagnosed["train"]["tag"]]
+    if diagnosed["validation"] is not None:
+        validation = [diagnosed["validation"]["run"], diagnosed["validation"]["tag"]]
+        assert validation in drawn[1:]
+    if run == plugin_logdirs.KERAS_TRAIN_RUN:
+        assert drawn[1] == ["keras/validation", "epoch_loss"]
     assert tab.errors == []
 
 

@@ -57,7 +57,11 @@ def test_healthy_converged_curve_has_no_warning():
 def test_report_schema_and_json():
     run = _run(_decaying(n=40, rate=0.01))
     report = diagnosis.run_report(run)
-    assert set(report) <= {"schema_version", "run", "verdict", "findings", "notes"}
+    assert set(report) <= {"schema_version", "run", "verdict", "findings", "notes", "loss_series"}
+    assert report["loss_series"] == {
+        "train": {"run": "exp", "tag": "plateau/batch_loss"},
+        "validation": None,
+    }
     assert report["schema_version"] == causes.SCHEMA_VERSION == 2
     assert report["findings"][0]["cause"] == "not_converged"
     finding = report["findings"][0]

@@ -24,7 +24,7 @@ SETTINGS = settings(
 SPECIALS = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300)
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "linear", "swish")
 RUN_KEYS = {"schema_version", "run", "verdict", "findings"}
-OPTIONAL_RUN_KEYS = {"notes", "incomplete"}
+OPTIONAL_RUN_KEYS = {"notes", "incomplete", "loss_series"}
 FINDING_KEYS = {
     "cause",
     "severity",
@@ -211,6 +211,12 @@ def _check_schema(report, run):
     assert report.get("incomplete", False) is bool(run.incomplete)
     for note in report.get("notes", []):
         assert isinstance(note, str) and note
+    # The loss curves it read are named, each a scalar of this run (or its sibling).
+    series = report.get("loss_series")
+    if series is not None:
+        train = series["train"]
+        assert train["run"] == run.name
+        assert train["tag"] in run.other_scalars or metadata.short_name(train["tag"]) in run.scalars
     worst = "healthy"
     for finding in report["findings"]:
         assert set(finding) == FINDING_KEYS

@@ -13,9 +13,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from tensorboard_server import TensorBoardProcess, get_json
 
 from tests import plugin_logdirs
+from tests.tensorboard_server import TensorBoardProcess, get_json
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,9 @@ diagnose` both call `diagnose` / `run_report`, so they never disagree.
     report = run_report(run_data)   # the design's run object, JSON-ready
 
 `run_report` returns exactly the design's run object
-``{"run", "verdict", "findings"}`` plus, only when there is something to say,
+``{"run", "verdict", "findings"}``, ``"schema_version"``, ``"loss_series"``
+(the training and validation loss curves the diagnosis read, by run and tag,
+when the run has a loss) and, only when there is something to say,
 ``"notes"``: a list of plain-text lines about what could not be diagnosed
 (unreadable parts of the run from `run_data.problems`, a run written without
 tb_plateau whose curves alone were read, a detector that failed).
@@ -217,12 +219,30 @@ def _diagnose(run_data):
         notes.append(NOT_RECORDED_NOTE)
     if ctx.train is None:
         notes.append(NO_LOSS_NOTE)
-    return findings, notes
+    return findings, notes, ctx
 
 
 def diagnose(run_data):
     """Ranked findings for one run, most likely root cause first."""
     return _diagnose(run_data)[0]
+
+
+def loss_series(run_data, ctx):
+    """The loss curves the diagnosis read: {"train": {"run", "tag"}, "validation": ... or None}.
+
+    So that the tab draws the very curves the findings speak of. None when the
+    run has no training loss.
+    """
+    if ctx.train is None:
+        return None
+    validation = None
+    if ctx.val is not None:
+        from_sibling = ctx.val.tag in run_data.validation_scalars
+        validation = {
+            "run": run_data.validation_run if from_sibling else run_data.name,
+            "tag": ctx.val.tag,
+        }
+    return {"train": {"run": run_data.name, "tag": ctx.train.tag}, "validation": validation}
 
 
 def verdict(findings):
@@ -237,13 +257,16 @@ def verdict(findings):
 
 def run_report(run_data):
     """The design's run object for one run (see the module docstring for "notes")."""
-    findings, notes = _diagnose(run_data)
+    findings, notes, ctx = _diagnose(run_data)
     report = {
         "run": run_data.name,
         "verdict": verdict(findings),
         "findings": [finding.to_dict() for finding in findings],
         "schema_version": causes.SCHEMA_VERSION,
     }
+    series = loss_series(run_data, ctx)
+    if series is not None:
+        report["loss_series"] = series
     if run_data.incomplete:
         report["incomplete"] = True
     if notes:
