@@ -178,7 +178,9 @@ function buildLayout() {
 function shownVerdict(entry) {
   if (!entry) return null;
   if (entry.error && !entry.verdict) return "error";
-  if (entry.incomplete && (!entry.verdict || entry.verdict === "healthy")) return "incomplete";
+  // The report's display status, computed once by the diagnosis for the CLI and the tab.
+  if (entry.status) return entry.status;
+  if (entry.incomplete && !entry.verdict) return "incomplete";
   return entry.verdict;
 }
 

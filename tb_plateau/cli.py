@@ -112,10 +112,10 @@ def format_report(result, color=False):
         return "No runs found (no event files under this logdir).\n"
     lines = []
     for run in result["runs"]:
-        label, severity = run["verdict"].upper(), run["verdict"]
-        if run.get("incomplete") and severity == "healthy":
-            # Nothing found in part of the data is no clean bill of health.
-            label, severity = "INCOMPLETE", "warning"
+        # The report's one display status ("incomplete" for a healthy verdict
+        # on a run not fully read: no clean bill of health).
+        status = run.get("status") or run["verdict"]
+        label, severity = status.upper(), ("warning" if status == "incomplete" else status)
         lines.append("%s  %s" % (_paint(label, severity, color), run["run"]))
         if not run["findings"]:
             if run.get("incomplete"):
@@ -137,6 +137,8 @@ def format_report(result, color=False):
             if finding["first_step"] is not None:
                 lines.append("     first seen at step %d" % finding["first_step"])
             lines.extend(_fix_lines(finding["fixes"]))
+        for problem in run.get("problems", []):
+            lines.append(_indent("problem: " + problem, "  "))
         for note in run.get("notes", []):
             lines.append(_indent("note: " + note, "  "))
         lines.append("")

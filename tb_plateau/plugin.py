@@ -71,10 +71,6 @@ _STATIC_FILES = {
 
 _FRONTEND_PACKAGE = "tb_plateau.frontend"
 
-# Notes of `diagnosis.run_report` that are no problem of their own: they describe
-# the run, or (INCOMPLETE_NOTE) sum up the problems listed beside them.
-_INFORMATIONAL_NOTES = ("NOT_RECORDED_NOTE", "NO_LOSS_NOTE", "INCOMPLETE_NOTE")
-
 
 class RunUnreadableError(errors.PublicError):
     """The run exists but could not be read or diagnosed (corrupt data, an engine bug).
@@ -432,6 +428,7 @@ def _run_item(run, entry, listing):
     item = {
         "run": run,
         "verdict": None,
+        "status": None,
         "top_finding": None,
         "findings_count": 0,
         "series": [],
@@ -448,6 +445,7 @@ def _run_item(run, entry, listing):
     if entry.report is not None:
         findings = entry.report.get("findings") or []
         item["verdict"] = entry.report.get("verdict")
+        item["status"] = entry.report.get("status")
         item["findings_count"] = len(findings)
         if findings:
             item["top_finding"] = {
@@ -458,8 +456,8 @@ def _run_item(run, entry, listing):
     # What could not be read: the tab must not call such a run clean.
     item["problems"] = entry.problems
     item["incomplete"] = entry.incomplete
-    # The report's other notes (not recorded with tb_plateau, no loss).
-    item["notes"] = [n for n in entry.notes() if n not in entry.problems]
+    # The report's notes (not recorded with tb_plateau, no loss).
+    item["notes"] = entry.notes()
     return item
 
 
@@ -541,9 +539,10 @@ def _diagnose(data_provider, ctx, experiment_id, run, listing, fingerprint, run_
     """
 
     def entry(data, report, error):
-        problems = list(data.problems) if data is not None else []
         if report is not None:
-            problems += [n for n in report.get("notes") or [] if _is_failure_note(n, problems)]
+            problems = list(report.get("problems") or [])
+        else:
+            problems = list(data.problems) if data is not None else []
         if error is not None:
             problems.append(error)
         return _Entry(fingerprint, data, report, error, problems)
@@ -577,14 +576,6 @@ def _read_run_data(data_provider, ctx, experiment_id, run, listing, run_dir):
         return rundata.from_provider(data_provider, ctx, experiment_id, name)
 
     return rundata.read_with_validation_sibling(read, run, listing.run_names)
-
-
-def _is_failure_note(note, already):
-    """True for a note saying part of the run could not be read or checked."""
-    from tb_plateau import diagnosis
-
-    informational = {getattr(diagnosis, name, None) for name in _INFORMATIONAL_NOTES}
-    return note not in informational and note not in already
 
 
 def _describe(exception):

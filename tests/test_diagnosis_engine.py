@@ -57,7 +57,15 @@ def test_healthy_converged_curve_has_no_warning():
 def test_report_schema_and_json():
     run = _run(_decaying(n=40, rate=0.01))
     report = diagnosis.run_report(run)
-    assert set(report) <= {"schema_version", "run", "verdict", "findings", "notes", "loss_series"}
+    assert set(report) <= {
+        "schema_version",
+        "status",
+        "run",
+        "verdict",
+        "findings",
+        "notes",
+        "loss_series",
+    }
     assert report["loss_series"] == {
         "train": {"run": "exp", "tag": "plateau/batch_loss"},
         "validation": None,
@@ -80,11 +88,16 @@ def test_report_schema_and_json():
     json.dumps(report)
 
 
-def test_problems_become_notes():
+def test_problems_are_reported_apart_from_notes():
     run = _run(_decaying(), problems=["plateau/grad_norm: written by a newer tb_plateau"])
     report = diagnosis.run_report(run)
-    assert report["notes"][0].startswith("plateau/grad_norm")
-    assert report["verdict"] == "healthy"
+    assert report["problems"] == ["plateau/grad_norm: written by a newer tb_plateau"]
+    assert report["notes"] == [diagnosis.NOT_RECORDED_NOTE]  # (a loss series alone)
+    assert report["verdict"] == report["status"] == "healthy"  # not marked incomplete
+    run.incomplete = True
+    report = diagnosis.run_report(run)
+    assert report["verdict"] == "healthy" and report["status"] == "incomplete"
+    assert report["notes"][0] == diagnosis.INCOMPLETE_NOTE
 
 
 def test_vanishing_gradients_with_numbers():

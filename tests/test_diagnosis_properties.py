@@ -23,8 +23,8 @@ SETTINGS = settings(
 
 SPECIALS = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300)
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "linear", "swish")
-RUN_KEYS = {"schema_version", "run", "verdict", "findings"}
-OPTIONAL_RUN_KEYS = {"notes", "incomplete", "loss_series"}
+RUN_KEYS = {"schema_version", "status", "run", "verdict", "findings"}
+OPTIONAL_RUN_KEYS = {"notes", "problems", "incomplete", "loss_series"}
 FINDING_KEYS = {
     "cause",
     "severity",
@@ -209,8 +209,11 @@ def _check_schema(report, run):
     assert report["run"] == run.name
     assert report["verdict"] in ("healthy", "warning", "critical")
     assert report.get("incomplete", False) is bool(run.incomplete)
-    for note in report.get("notes", []):
+    for note in report.get("notes", []) + report.get("problems", []):
         assert isinstance(note, str) and note
+    assert report["status"] == (
+        "incomplete" if run.incomplete and report["verdict"] == "healthy" else report["verdict"]
+    )
     # The loss curves it read are named, each a scalar of this run (or its sibling).
     series = report.get("loss_series")
     if series is not None:

@@ -244,7 +244,10 @@ def test_run_not_fully_read_says_so_and_never_looks_clean(server, listed, run):
     body = strict_json(server.get(PREFIX + "/diagnosis", run=run))
     assert body["run"] == run and body.get("incomplete") is True
     for problem in entry["problems"]:
-        assert problem in body["notes"]
+        assert problem in body["problems"]
+    assert entry["status"] == body["status"]
+    if body["verdict"] == "healthy":
+        assert body["status"] == "incomplete"
 
 
 def test_cut_off_last_record_is_a_note_not_a_failure(listed):

@@ -147,6 +147,10 @@ def _notes(report):
     return " | ".join(report.get("notes", []))
 
 
+def _problems(report):
+    return " | ".join(report.get("problems", []))
+
+
 def test_every_run_gets_a_report(reports):
     assert set(reports) == {
         "good",
@@ -165,30 +169,32 @@ def test_every_run_gets_a_report(reports):
 
 def test_undamaged_runs_are_diagnosed_as_usual(reports):
     good = reports["good"]
-    assert "incomplete" not in good and "notes" not in good
+    assert "incomplete" not in good and "notes" not in good and "problems" not in good
     for run in ("empty_and_good", "restarted"):
         assert reports[run]["verdict"] == good["verdict"]
         assert reports[run]["findings"] == good["findings"]
         assert "incomplete" not in reports[run]
-    assert "is empty (0 bytes)" in _notes(reports["empty_and_good"])
+    assert "is empty (0 bytes)" in _problems(reports["empty_and_good"])
 
 
 def test_truncated_last_record_is_a_note_not_a_failure(reports):
     report = reports["truncated"]
-    assert "the last record is incomplete" in _notes(report)
+    assert "the last record is incomplete" in _problems(report)
     assert "incomplete" not in report  # a live training: nothing is lost yet
 
 
 def test_corrupt_record_says_what_tensorboard_will_not_show(reports, bad_logdir):
     report = reports["corrupt_data"]
     assert report["incomplete"] is True
-    assert "fails its checksum" in _notes(report)
-    assert "complete records after it (steps" in _notes(report)
+    assert "fails its checksum" in _problems(report)
+    assert "complete records after it (steps" in _problems(report)
     assert report["notes"][0] == diagnosis.INCOMPLETE_NOTE
+    expected = "incomplete" if report["verdict"] == "healthy" else report["verdict"]
+    assert report["status"] == expected
 
     report = reports["corrupt_length"]
     assert report["incomplete"] is True
-    assert "its length fails its checksum" in _notes(report)
+    assert "its length fails its checksum" in _problems(report)
 
 
 def test_tensorboards_reader_stops_silently_at_a_corrupt_record(bad_logdir):
@@ -208,11 +214,11 @@ def test_tensorboards_reader_stops_silently_at_a_corrupt_record(bad_logdir):
 
 
 def test_empty_and_garbage_runs_do_not_crash(reports):
-    assert "is empty (0 bytes)" in _notes(reports["empty"])
+    assert "is empty (0 bytes)" in _problems(reports["empty"])
     assert "No loss series found" in _notes(reports["empty"])
     garbage = reports["garbage"]
     assert garbage["incomplete"] is True
-    assert "corrupt" in _notes(garbage)
+    assert "corrupt" in _problems(garbage)
 
 
 def test_newer_version_is_marked_incomplete(reports):
@@ -220,7 +226,8 @@ def test_newer_version_is_marked_incomplete(reports):
     assert report["incomplete"] is True
     # The verdict judges what was read (here: nothing), and is flagged as such.
     assert report["verdict"] == "healthy" and report["findings"] == []
-    assert "newer tb_plateau" in _notes(report)
+    assert report["status"] == "incomplete"  # what the CLI and the tab both show
+    assert "newer tb_plateau" in _problems(report)
     assert diagnosis.NOT_RECORDED_NOTE not in report["notes"]
 
 

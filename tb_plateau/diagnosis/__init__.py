@@ -7,22 +7,26 @@ diagnose` both call `diagnose` / `run_report`, so they never disagree.
     report = run_report(run_data)   # the design's run object, JSON-ready
 
 `run_report` returns exactly the design's run object
-``{"run", "verdict", "findings"}``, ``"schema_version"``, ``"loss_series"``
-(the training and validation loss curves the diagnosis read, by run and tag,
-when the run has a loss) and, only when there is something to say,
-``"notes"``: a list of plain-text lines about what could not be diagnosed
-(unreadable parts of the run from `run_data.problems`, a run written without
-tb_plateau whose curves alone were read, a detector that failed).
+``{"run", "verdict", "findings"}``, then ``"schema_version"``, ``"status"``
+(what a reader shows: see `display_status`), ``"loss_series"`` (the training
+and validation loss curves the diagnosis read, by run and tag, when the run
+has a loss) and, only when there is something to say:
+
+* ``"problems"``: what could not be read or checked, in plain words (damaged
+  parts of the run from `run_data.problems`, a check that failed);
+* ``"notes"``: what a reader should know about how the run was diagnosed (a
+  run written without tb_plateau whose curves alone were read, no loss found,
+  a run not fully read).
 
 A run whose data could not all be read (`run_data.incomplete`: a corrupt
 record hides the rest of a file, plateau data from a newer version, an
 unreadable run) carries ``"incomplete": true`` and a first note saying so. Its
 verdict keeps the design's meaning, the worst severity among the findings on
 what was read, so that a non-healthy verdict always has a finding to show; but
-"healthy" with ``"incomplete": true`` is no clean bill of health, and readers
-(the CLI's text report, the tab) say "not fully read" instead of "no problem
-found". Other notes (a training still writing its last record, an empty
-file) do not mark a run incomplete.
+"healthy" with ``"incomplete": true`` is no clean bill of health: its status
+is "incomplete", and readers (the CLI's text report, the tab) say "not fully
+read" instead of "no problem found". Other problems (a training still writing
+its last record, an empty file) do not mark a run incomplete.
 
 Numbers in a report may be NaN or ±Inf (evidence of a diverged run). Written
 as JSON they become the strings "NaN", "Infinity", "-Infinity", as TensorBoard's
@@ -65,6 +69,8 @@ __all__ = [
 logger = logging.getLogger("tb_plateau")
 
 HEALTHY = "healthy"
+# The display status of a healthy verdict on a run not fully read.
+INCOMPLETE = "incomplete"
 
 # Every detector, family by family. Each takes a `RunContext` and returns a
 # `Finding` or None.
@@ -85,28 +91,27 @@ NOT_RECORDED_NOTE = (
 )
 NO_LOSS_NOTE = "No loss series found in this run (no scalar named like a loss)."
 INCOMPLETE_NOTE = (
-    "Part of this run could not be read (see the notes below): the verdict covers only"
-    " what was read."
+    "Part of this run could not be read (see its problems): the verdict covers only what was read."
 )
 
 
-def _run_detectors(ctx, notes):
+def _run_detectors(ctx, problems):
     # Statistics that do not apply are NaN by design (a dead fraction of a
     # tanh layer, a layer not called at a step): numpy's warnings about
     # all-NaN slices say nothing a user needs to see.
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _run_each_detector(ctx, notes)
+        return _run_each_detector(ctx, problems)
 
 
-def _run_each_detector(ctx, notes):
+def _run_each_detector(ctx, problems):
     findings = []
     for detector in DETECTORS:
         try:
             finding = detector(ctx)
         except Exception as e:  # one broken check must not hide the others' findings
             logger.exception("tb_plateau: %s failed on run %r", detector.__name__, ctx.run.name)
-            notes.append("check %s failed: %s: %s" % (detector.__name__, type(e).__name__, e))
+            problems.append("check %s failed: %s: %s" % (detector.__name__, type(e).__name__, e))
             continue
         if finding is not None:
             findings.append(finding)
@@ -199,13 +204,14 @@ def _framework_fixes(ctx, findings):
 
 
 def _diagnose(run_data):
-    notes = list(run_data.problems)
+    problems = list(run_data.problems)
+    notes = []
     # Overflow and all-NaN warnings from extreme series (a diverged run's 1e300
     # losses) say nothing the findings do not: the whole diagnosis is quiet.
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         ctx = context.build(run_data)
-        findings = _merge_same_cause(_run_detectors(ctx, notes))
+        findings = _merge_same_cause(_run_detectors(ctx, problems))
         _did_not_stop_training(ctx, findings)
         findings = ranking.rank(findings)
         stuck = _stuck_without_cause(ctx, findings)
@@ -219,7 +225,7 @@ def _diagnose(run_data):
         notes.append(NOT_RECORDED_NOTE)
     if ctx.train is None:
         notes.append(NO_LOSS_NOTE)
-    return findings, notes, ctx
+    return findings, problems, notes, ctx
 
 
 def diagnose(run_data):
@@ -257,36 +263,52 @@ def verdict(findings):
 
 def run_report(run_data):
     """The design's run object for one run (see the module docstring for "notes")."""
-    findings, notes, ctx = _diagnose(run_data)
+    findings, problems, notes, ctx = _diagnose(run_data)
     report = {
         "run": run_data.name,
         "verdict": verdict(findings),
         "findings": [finding.to_dict() for finding in findings],
         "schema_version": causes.SCHEMA_VERSION,
     }
+    report["status"] = display_status(
+        {"verdict": report["verdict"], "incomplete": run_data.incomplete}
+    )
     series = loss_series(run_data, ctx)
     if series is not None:
         report["loss_series"] = series
     if run_data.incomplete:
         report["incomplete"] = True
+    if problems:
+        report["problems"] = problems
     if notes:
         report["notes"] = notes
     return report
 
 
+def display_status(report):
+    """What a reader shows for a run: its verdict, or "incomplete" for a healthy one not fully read.
+
+    One rule for the CLI, the tab's run list and its run page: nothing found
+    in part of the data is no clean bill of health.
+    """
+    if report.get("incomplete") and report.get("verdict") == HEALTHY:
+        return INCOMPLETE
+    return report.get("verdict")
+
+
 def unreadable_run_report(run, error):
     """The report of a run that could not be read at all."""
-    return {
+    report = {
         "run": run,
         "verdict": HEALTHY,
         "findings": [],
         "schema_version": causes.SCHEMA_VERSION,
+        "status": INCOMPLETE,
         "incomplete": True,
-        "notes": [
-            INCOMPLETE_NOTE,
-            "could not read this run: %s: %s" % (type(error).__name__, error),
-        ],
+        "problems": ["could not read this run: %s: %s" % (type(error).__name__, error)],
+        "notes": [INCOMPLETE_NOTE],
     }
+    return report
 
 
 def json_ready(value):
