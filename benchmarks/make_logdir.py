@@ -5,7 +5,7 @@ file written by TensorBoard's own `EventFileWriter` (no TensorFlow): one event
 per record holding all of that record's values in one `Summary`, each tag's
 summary metadata on its first value only, a configuration record at step 0,
 and the epoch's logs ("plateau/epoch/loss", "plateau/epoch/val_loss") in an
-event of their own at each epoch end — as `summaries._RunWriter` writes them.
+event of their own at each epoch end — as `summaries.writer._RunWriter` writes them.
 
 The checksums are computed vectorized instead of by the writer's Python loop
 (the bytes are the same: `tests/test_robustness.py` checks them with

@@ -231,7 +231,7 @@ class WsgiServer:
 # -- synthetic runs, written without TensorFlow --------------------------------
 #
 # `SyntheticRun` writes an event file in exactly the format of
-# `tb_plateau.summaries._RunWriter` (one event per recorded step; a tag's
+# `tb_plateau.summaries.writer._RunWriter` (one event per recorded step; a tag's
 # metadata with its first value only; float32 scalars and vectors; the
 # configuration as a JSON string tensor), through TensorBoard's own record
 # writer, so tests can write hostile and broken data in milliseconds.
@@ -256,7 +256,7 @@ ODD_NAME_RUNS = ["unicodé ☃ run", "back\\slash", "per%2ecent", "sp ace", "...
 
 
 class SyntheticRun:
-    """One run's event file, written the way `summaries._RunWriter` writes it."""
+    """One run's event file, written the way `summaries.writer._RunWriter` writes it."""
 
     def __init__(self, run_dir, file_index=0):
         import socket

@@ -142,6 +142,9 @@ def test_configuration_record(tmp_path):
     assert config["batch_size"] == BATCH
     first = x[:BATCH]
     inputs = config["data"]["inputs"][0]
+    # Named as model.summary() names the input, not as the symbolic "keras_tensor_N".
+    assert inputs["name"] == model.layers[0].input._keras_history.operation.name
+    assert not inputs["name"].startswith("keras_tensor")
     np.testing.assert_allclose(inputs["std"], first.std(axis=0), rtol=1e-4)
     np.testing.assert_allclose(inputs["max"], first.max(axis=0), rtol=1e-6)
     assert inputs["scale_spread"] == pytest.approx(

@@ -5,9 +5,11 @@ fills up or turns read-only: the training goes on (or ends as the user made it
 end), with one clear warning, and what was recorded stays readable.
 """
 
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -66,6 +68,11 @@ def _model():
     return model
 
 
+_SUMMARIES_MODULES = [
+    importlib.import_module("tb_plateau.summaries." + info.name)
+    for info in pkgutil.iter_modules(summaries.__path__)
+]
+
 # (function to break, the statistic that stops, vectors that go missing)
 _INJECTIONS = [
     ("_activation_stats", "activations", _ACT_TAGS),
@@ -87,7 +94,11 @@ def test_a_failing_statistic_stops_alone(
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(summaries, function, broken)
+    # Broken wherever the recorder's modules call it from.
+    patched = [m for m in _SUMMARIES_MODULES if hasattr(m, function)]
+    assert patched, function
+    for module in patched:
+        monkeypatch.setattr(module, function, broken)
     x, y = _data()
     model = _model()
     with caplog.at_level(logging.WARNING, logger="tb_plateau"):

@@ -1,0 +1,282 @@
+"""The Keras callback: `PlateauCallback` for `model.fit`."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tb_plateau import metadata
+from tb_plateau.summaries.describe import (
+    _current_learning_rate,
+    _input_info,
+    _ModelIndex,
+    _output_info,
+    _regularization_loss,
+)
+from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
+from tb_plateau.summaries.hooks import _Hooks, _is_finite_number, _StepVariables
+from tb_plateau.summaries.record import DEFAULT_EVERY_N_STEPS, _record_vectors, _static_config
+from tb_plateau.summaries.stats import _data_summary, _read_weights, _update_ratio
+from tb_plateau.summaries.writer import _RunWriter
+
+# --------------------------------------------------------------------------
+# The Keras callback
+
+
+class PlateauCallback(tf.keras.callbacks.Callback):
+    """Records what tb_plateau needs to say why a loss will not go down.
+
+    ```python
+    model.fit(x, y, epochs=10, callbacks=[PlateauCallback("logs/run1")])
+    ```
+
+    Every `every_n_steps` training steps, and at once at the first non-finite
+    loss, it writes into `log_dir`: the batch's own loss, the learning rate in
+    use, per trainable layer the gradient norm, weight norm, one-step
+    update/weight ratio and counts of zero, missing and NaN/Inf gradients, per
+    activation layer the output's mean/std and dead (ReLU family) or saturated
+    (sigmoid/tanh/softmax) fraction over the batch, the output's range and row
+    sums, and NaN/Inf counts by source. At each epoch end, the epoch's logs
+    (validation included). Once per run, a configuration record: the
+    architecture, loss, optimizer, batch size and statistics of the first
+    recorded batch's inputs and labels.
+
+    Args:
+      log_dir: the run's directory (one TensorBoard run).
+      every_n_steps: training steps between records, a positive integer.
+    """
+
+    def __init__(self, log_dir, every_n_steps=DEFAULT_EVERY_N_STEPS):
+        super().__init__()
+        self.every_n_steps = _check_every_n_steps(every_n_steps)
+        self.log_dir = _check_log_dir(log_dir)
+        self._run = None
+        self._hooks = None
+        self._vars = None
+        self._index = None
+        self._step = 0
+        self._weights_before = None
+        self._nonfinite_seen = False
+        self._last_recorded_step = None
+        self._record_next = False
+        self._config = None
+        self._output_names = []
+        self._has_regularizers = False
+        self._input_info = []
+
+    # Keras' async dispatch would run on_train_batch_end off the training thread.
+    async_safe = False
+
+    def _guard(self):
+        return self._run.guard
+
+    def on_train_begin(self, logs=None):
+        if self._run is None:
+            self._run = _RunWriter(self.log_dir)
+        self._sync_step()
+        if self.model.built and self.model.trainable_variables:
+            self._try_setup()
+        else:
+            # A subclassed model creates its variables in its first step:
+            # until then there is nothing to watch.
+            self._wrap_first_step(self.model)
+
+    def _sync_step(self):
+        try:
+            self._step = int(self.model.optimizer.iterations.numpy())
+        except Exception:
+            self._step = 0
+
+    def _try_setup(self):
+        self._run.guard.run("setup", self._setup)
+        if "setup" in self._run.guard.disabled:
+            self._guard().run("teardown", self._teardown, True)
+
+    def _setup(self):
+        model = self.model
+        self._index = _ModelIndex(model)
+        self._has_regularizers = any(
+            getattr(v, "regularizer", None) is not None for v in model.trainable_weights
+        )
+        self._output_names, output_units = _output_info(model)
+        self._input_info = _input_info(model)
+        strategy = model.distribute_strategy
+        self._vars = _StepVariables(self._index, strategy, self._input_info, output_units)
+        self._hooks = _Hooks(self._index, self._run.guard)
+        self._hooks.vars = self._vars
+        self._hooks.install_activations()
+        if not model.optimizer.built:
+            # Its state (a LossScaleOptimizer's scale) must exist before the
+            # step is traced; fit would build it on the first step anyway.
+            model.optimizer.build(model.trainable_variables)
+        plain = model.train_function or model.make_train_function() or model.train_function
+        self._hooks.install_train_step(model)
+        self._config = _static_config(model, self._index, self.every_n_steps, "PlateauCallback")
+        self._config["steps_per_epoch"] = (self.params or {}).get("steps")
+        self._config["epochs"] = (self.params or {}).get("epochs")
+        model.make_train_function(force=True)
+        recording = model.train_function
+        self._wrap_train_function(model, plain, recording)
+
+    # Two train functions: Keras' own for the steps that are not recorded (they
+    # pay nothing), and one traced through the wraps, which stores the step's
+    # statistics, for the recorded steps. The choice is made in a wrap of
+    # `model.train_function`, not in on_train_batch_begin: a batch hook makes
+    # Keras convert every step's logs synchronously.
+
+    def _wrap_first_step(self, model):
+        train_function = model.train_function
+
+        def first_step(*args, **kwargs):
+            logs = train_function(*args, **kwargs)
+            model.train_function = train_function
+            self._sync_step()
+            if model.trainable_variables:
+                self._try_setup()
+            return logs
+
+        model.train_function = first_step
+
+    def _wrap_train_function(self, model, plain, recording):
+        steps_per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
+
+        def train_function(*args, **kwargs):
+            step = self._step
+            record = self._before_step(step)
+            try:
+                logs = (recording if record else plain)(*args, **kwargs)
+            except BaseException:
+                # The run crashed or was interrupted: keep what was recorded.
+                self._run.flush()
+                raise
+            self._step += steps_per_call
+            if record:
+                self._last_recorded_step = step + steps_per_call - 1
+                self._guard().run("record", self._record, self._last_recorded_step, True)
+            return logs
+
+        model.train_function = train_function
+
+    def _teardown(self, during_fit=False):
+        if self._hooks is not None:
+            self._hooks.uninstall()
+            self._hooks = None
+        self._vars = None
+        if during_fit:
+            # Setup failed half-way: give fit a clean train function to go on with.
+            self.model.make_train_function(force=True)
+        else:
+            # The traced functions hold the wraps: let the next fit trace anew.
+            self.model.train_function = None
+
+    def _before_step(self, step):
+        due = step % self.every_n_steps == 0 or not self._run._config_written
+        if not (due or self._record_next):
+            return False
+        self._record_next = False
+        self._weights_before = self._guard().run("update_ratio", _read_weights, self._index)
+        return True
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras hands callbacks the logs already converted to floats: reading
+        # the loss here costs nothing, in the wrap it would cost a sync.
+        if self._vars is None or self._nonfinite_seen:
+            return
+        if not _is_finite_number((logs or {}).get("loss")):
+            # Keras' loss is the epoch's running mean: this is the step the
+            # first NaN/Inf loss appeared in. Mark it with what the host can
+            # see (the weights it left), flush, and record the next step whole.
+            self._nonfinite_seen = True
+            step = self._step - 1
+            if step != self._last_recorded_step:
+                self._guard().run("nonfinite", self._record_nonfinite_step, step)
+                self._record_next = True
+            self._run.note_nonfinite()
+
+    def _record_nonfinite_step(self, step):
+        weights = self._guard().run("weights", _read_weights, self._index)
+        vectors = _record_vectors(self._index, self._guard(), weights=weights)
+        unknown = float("nan")
+        nonfinite = [unknown, unknown, 1.0, unknown, unknown, unknown]
+        for name, values, *_ in vectors:
+            if name == metadata.WEIGHT_NONFINITE:
+                nonfinite[4] = float(np.sum(values))
+        vectors = [v for v in vectors if v[0] != metadata.NONFINITE]
+        vectors.append((metadata.NONFINITE, nonfinite, list(metadata.NUMERICS_SOURCES), {}))
+        self._run.write(step, scalars=[(metadata.BATCH_LOSS, float("nan"))], vectors=vectors)
+
+    def _record(self, step, scheduled):
+        guard = self._guard()
+        values = self._vars.read()
+        # What the recording step did not store (a custom train_step that
+        # skips compute_loss, a statistic switched off) is not written.
+        stored = self._hooks.stored if self._hooks else set()
+        step_stats = values["step"]
+        loss_seen = "loss" in stored and "loss" not in guard.disabled
+        gradients = values["gradients"]
+        if "gradients" not in stored or "gradients" in guard.disabled:
+            gradients = None
+        activations = None
+        if "activations" in stored and "activations" not in guard.disabled:
+            activations = values["activations"]
+        scalars = [(metadata.BATCH_LOSS, step_stats[0])] if loss_seen else []
+        lr = guard.run("learning_rate", _current_learning_rate, self.model.optimizer)
+        if lr is not None:
+            scalars.append((metadata.LEARNING_RATE, lr))
+        if self._has_regularizers:
+            penalty = guard.run("regularization_loss", _regularization_loss, self.model)
+            if penalty is not None:
+                scalars.append((metadata.REGULARIZATION_LOSS, penalty))
+        weights = guard.run("weights", _read_weights, self._index)
+        update_ratio = None
+        if scheduled and self._weights_before is not None and weights is not None:
+            update_ratio = guard.run(
+                "update_ratio", _update_ratio, self._index, self._weights_before, weights
+            )
+        self._weights_before = None
+        vectors = _record_vectors(
+            self._index,
+            guard,
+            weights=weights,
+            gradients=gradients,
+            missing=self._hooks.missing if self._hooks else None,
+            activations=activations,
+            outputs=values["outputs"] if "outputs" in stored else None,
+            output_names=self._output_names,
+            update_ratio=update_ratio,
+            step_nonfinite=step_stats[1:4] if loss_seen else (0.0, 0.0, 0.0),
+        )
+        config = None
+        if not self._run._config_written:
+            config = dict(self._config)
+            batch = float(step_stats[4])
+            config["batch_size"] = int(round(batch)) if math.isfinite(batch) else None
+            if "data" in stored:
+                config["data"] = self._guard().run("data_summary", self._data_summary)
+            config["first_step"] = step
+        self._run.write(step, scalars=scalars, vectors=vectors, config=config)
+
+    def _data_summary(self):
+        shapes = self._vars.shapes
+        return _data_summary(
+            self._input_info,
+            [v.numpy() for v in self._vars.features],
+            list(self._vars.label_summaries.numpy()),
+            [v.numpy() for v in self._vars.label_counts],
+            shapes.get("x_dtypes", []),
+            shapes.get("y_dtypes", []),
+            shapes.get("y_shapes", []),
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._run is None:
+            return
+        self._sync_step()  # the last call of an epoch may run fewer steps
+        self._run.write_epoch(self._step, logs)
+
+    def on_train_end(self, logs=None):
+        if self._run is None:
+            return
+        self._guard().run("teardown", self._teardown)
+        # Close the file (a later fit with this callback opens a new one).
+        self._run.close()

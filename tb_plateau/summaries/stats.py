@@ -1,0 +1,290 @@
+"""Statistics: pure TensorFlow reductions of tensors, used inside the traced train step,
+and the numpy summaries of weights and data taken off it."""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tb_plateau import metadata
+
+logger = logging.getLogger("tb_plateau")
+
+
+# Entries of one input's per-feature statistics; wider inputs (one-hot text,
+# flattened images) are summarized over all features instead.
+_MAX_FEATURES = 4096  # features
+# Classes counted in the label statistics; more are summarized by range only.
+_MAX_CLASSES = 10_000  # classes
+
+# Activation families and the saturation margin: the contract in `metadata`.
+RELU_FAMILY = metadata.RELU_FAMILY
+SIGMOID_FAMILY = metadata.SIGMOID_FAMILY
+TANH_FAMILY = metadata.TANH_FAMILY
+SOFTMAX_FAMILY = metadata.SOFTMAX_FAMILY
+SATURATION_MARGIN = metadata.SATURATION_MARGIN
+
+
+# Per-layer entries stored in the step variables.
+_ACT_FIELDS = ("mean", "std", "dead_fraction", "saturated_fraction", "nonfinite")
+_OUTPUT_FIELDS = ("min", "max", "mean", "row_sum_min", "row_sum_max", "row_sum_mean")
+_STEP_FIELDS = ("loss", "inputs_nonfinite", "labels_nonfinite", "loss_nonfinite", "batch_size")
+_FEATURE_FIELDS = ("mean", "std", "min", "max")
+_LABEL_FIELDS = (
+    "min",
+    "max",
+    "mean",
+    "std",
+    "integral_fraction",
+    "unit_interval_fraction",
+    "one_hot_row_fraction",
+    "row_sum_mean",
+)
+
+
+# --------------------------------------------------------------------------
+# Statistics: pure functions of tensors, used inside the traced train step
+# (callback) and eagerly (Recorder).
+
+
+def _flat_tensors(structure):
+    return [t for t in tf.nest.flatten(structure) if t is not None]
+
+
+def _float32(tensor):
+    tensor = tf.convert_to_tensor(tensor)
+    if tensor.dtype == tf.float32:
+        return tensor
+    return tf.cast(tensor, tf.float32)
+
+
+def _nonfinite_count(tensors):
+    """NaN/Inf entries over floating tensors (integer tensors cannot hold them)."""
+    total = tf.constant(0.0)
+    for t in tensors:
+        t = tf.convert_to_tensor(t)
+        if t.dtype.is_floating:
+            total += tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(t)), tf.float32))
+    return total
+
+
+def _finite_only(t):
+    return tf.where(tf.math.is_finite(t), t, tf.zeros_like(t))
+
+
+def _gradient_stats(grads):
+    """[norm, exactly-zero entries, NaN/Inf entries] of one layer's gradients."""
+    if not grads:
+        return tf.constant([0.0, 0.0, 0.0])
+    sumsq = tf.constant(0.0)
+    zeros = tf.constant(0.0)
+    for g in grads:
+        if isinstance(g, tf.IndexedSlices):
+            g = tf.convert_to_tensor(g)
+        g = _float32(g)
+        sumsq += tf.reduce_sum(tf.square(g))
+        zeros += tf.reduce_sum(tf.cast(tf.equal(g, 0.0), tf.float32))
+    return tf.stack([tf.sqrt(sumsq), zeros, _nonfinite_count(grads)])
+
+
+def _unit_axis(layer, rank):
+    """The axis of `layer`'s units (channels) in an output of `rank` dimensions."""
+    if rank >= 3 and getattr(layer, "data_format", None) == "channels_first":
+        # Channels come just before the spatial axes; a ConvLSTM's or a
+        # TimeDistributed convolution's time axis comes before them.
+        kernel_size = getattr(layer, "kernel_size", None)
+        spatial = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else rank - 2
+        return max(1, rank - 1 - spatial)
+    return rank - 1
+
+
+def _activation_stats(output, activation, unit_axis):
+    """[mean, std, dead fraction, saturated fraction, NaN/Inf entries] of a layer's output.
+
+    Dead: a ReLU-family unit that is never above zero over the batch (for a
+    convolution, over the batch and all positions). Saturated: the fraction of
+    outputs within `SATURATION_MARGIN` of a sigmoid/tanh limit, or of softmax
+    rows whose largest probability is. Entries that do not apply are NaN.
+    """
+    y = _float32(output)
+    nonfinite = _nonfinite_count([y])
+    y_finite = _finite_only(y)
+    mean = tf.reduce_mean(y_finite)
+    std = tf.math.reduce_std(y_finite)
+    nan = tf.constant(float("nan"))
+    dead = nan
+    saturated = nan
+    rank = y.shape.rank or 0
+    if activation in RELU_FAMILY and rank >= 1:
+        other_axes = [a for a in range(rank) if a != unit_axis]
+        unit_max = tf.reduce_max(y, axis=other_axes) if other_axes else y
+        dead = tf.reduce_mean(tf.cast(unit_max <= 0.0, tf.float32))
+    elif activation in SIGMOID_FAMILY:
+        low, high = SATURATION_MARGIN, 1.0 - SATURATION_MARGIN
+        saturated = tf.reduce_mean(tf.cast((y < low) | (y > high), tf.float32))
+    elif activation in TANH_FAMILY:
+        saturated = tf.reduce_mean(tf.cast(tf.abs(y) > 1.0 - SATURATION_MARGIN, tf.float32))
+    elif activation in SOFTMAX_FAMILY and rank >= 1:
+        probs = tf.exp(y) if activation == "log_softmax" else y
+        row_max = tf.reduce_max(probs, axis=unit_axis)
+        saturated = tf.reduce_mean(tf.cast(row_max > 1.0 - SATURATION_MARGIN, tf.float32))
+    return tf.stack([mean, std, dead, saturated, nonfinite])
+
+
+def _output_stats(y_pred):
+    """[min, max, mean, row-sum min, row-sum max, row-sum mean] of one output."""
+    y = _finite_only(_float32(y_pred))
+    if (y.shape.rank or 0) >= 1:
+        row_sums = tf.reduce_sum(y, axis=-1)
+    else:
+        row_sums = y
+    return tf.stack(
+        [
+            tf.reduce_min(y),
+            tf.reduce_max(y),
+            tf.reduce_mean(y),
+            tf.reduce_min(row_sums),
+            tf.reduce_max(row_sums),
+            tf.reduce_mean(row_sums),
+        ]
+    )
+
+
+def _feature_stats(x, num_features):
+    """[num_features, 4] mean/std/min/max per feature (the last axis) of one input.
+
+    With `num_features == 1`, statistics over all entries.
+    """
+    x = _finite_only(_float32(x))
+    if num_features == 1 or (x.shape.rank or 0) < 2 or x.shape[-1] != num_features:
+        flat = tf.reshape(x, [-1, 1])
+        if num_features != 1:
+            flat = tf.tile(flat, [1, num_features])
+    else:
+        flat = tf.reshape(x, [-1, num_features])
+    return tf.stack(
+        [
+            tf.reduce_mean(flat, axis=0),
+            tf.math.reduce_std(flat, axis=0),
+            tf.reduce_min(flat, axis=0),
+            tf.reduce_max(flat, axis=0),
+        ],
+        axis=1,
+    )
+
+
+def _label_stats(y, num_classes):
+    """(summary [len(_LABEL_FIELDS)], class counts [num_classes]) of one label tensor.
+
+    Class counts: for one-hot or probability labels (last axis == classes) the
+    column sums; for integer labels the count of each id in [0, classes); for
+    a single-unit output the counts of labels below and at/above 0.5.
+    """
+    y = _finite_only(_float32(y))
+    rank = y.shape.rank or 0
+    flat = tf.reshape(y, [-1])
+    integral = tf.reduce_mean(tf.cast(tf.equal(flat, tf.round(flat)), tf.float32))
+    unit = tf.reduce_mean(tf.cast((flat >= 0.0) & (flat <= 1.0), tf.float32))
+    last = y.shape[-1] if rank >= 2 else None
+    if rank >= 2 and last is not None and last > 1:
+        row_sums = tf.reduce_sum(y, axis=-1)
+        binary = tf.reduce_all(tf.equal(y, 0.0) | tf.equal(y, 1.0), axis=-1)
+        one_hot_rows = tf.reduce_mean(tf.cast(binary & tf.equal(row_sums, 1.0), tf.float32))
+        row_sum_mean = tf.reduce_mean(row_sums)
+    else:
+        one_hot_rows = tf.constant(0.0)
+        row_sum_mean = tf.reduce_mean(flat)
+    summary = tf.stack(
+        [
+            tf.reduce_min(flat),
+            tf.reduce_max(flat),
+            tf.reduce_mean(flat),
+            tf.math.reduce_std(flat),
+            integral,
+            unit,
+            one_hot_rows,
+            row_sum_mean,
+        ]
+    )
+    if last is not None and last == num_classes and num_classes > 1:
+        counts = tf.reduce_sum(tf.reshape(y, [-1, num_classes]), axis=0)
+    elif num_classes == 2:
+        above = tf.reduce_sum(tf.cast(flat >= 0.5, tf.float32))
+        counts = tf.stack([tf.cast(tf.size(flat), tf.float32) - above, above])
+    else:
+        ids = tf.cast(tf.round(flat), tf.int32)
+        counts = tf.reduce_sum(tf.one_hot(ids, num_classes, dtype=tf.float32), axis=0)
+    return summary, counts
+
+
+def _read_weights(index):
+    return [np.asarray(v.numpy(), dtype=np.float64) for v in index.variables]
+
+
+def _weights_stats(index, weights):
+    """Per layer: [weight sum of squares, NaN/Inf weights]."""
+    sumsq = np.zeros(len(index.layer_labels))
+    nonfinite = np.zeros(len(index.layer_labels))
+    for v, w in zip(index.variables, weights):
+        i = index.var_layer[_var_key(v)]
+        finite = np.isfinite(w)
+        nonfinite[i] += w.size - np.count_nonzero(finite)
+        sumsq[i] += float(np.sum(np.square(w, where=finite, out=np.zeros_like(w))))
+    return sumsq, nonfinite
+
+
+def _update_ratio(index, before, after):
+    """Per layer ||W_after - W_before|| / ||W_before|| over one step."""
+    delta = np.zeros(len(index.layer_labels))
+    base = np.zeros(len(index.layer_labels))
+    for v, w0, w1 in zip(index.variables, before, after):
+        i = index.var_layer[_var_key(v)]
+        delta[i] += float(np.sum(np.square(w1 - w0)))
+        base[i] += float(np.sum(np.square(w0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(delta) / np.sqrt(base)
+
+
+def _data_summary(
+    input_names, feature_stats, label_stats, class_counts, x_dtypes, y_dtypes, y_shapes
+):
+    inputs = []
+    for (name, _), stats, dtype in zip(input_names, feature_stats, x_dtypes):
+        stats = np.asarray(stats, dtype=np.float64)
+        stds = stats[:, 1]
+        positive = stds[np.isfinite(stds) & (stds > 0)]
+        inputs.append(
+            {
+                "name": name,
+                "dtype": dtype,
+                "features": int(stats.shape[0]),
+                "mean": stats[:, 0].tolist(),
+                "std": stds.tolist(),
+                "min": stats[:, 2].tolist(),
+                "max": stats[:, 3].tolist(),
+                "abs_max": float(np.nanmax(np.abs(stats[:, 2:4]))) if stats.size else None,
+                "scale_spread": float(positive.max() / positive.min()) if positive.size else None,
+            }
+        )
+    labels = []
+    for summary, counts, dtype, shape in zip(label_stats, class_counts, y_dtypes, y_shapes):
+        summary = np.asarray(summary, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
+        entry = {name: float(value) for name, value in zip(_LABEL_FIELDS, summary)}
+        entry["dtype"] = dtype
+        entry["shape"] = shape
+        entry["class_counts"] = counts.tolist()
+        entry["distinct_classes"] = int(np.count_nonzero(counts))
+        entry["encoding"] = (
+            "one_hot"
+            if entry["one_hot_row_fraction"] > 0.99
+            else "sparse"
+            if entry["integral_fraction"] > 0.99 and (shape[-1:] in ([1], []) or len(shape) <= 1)
+            else "dense"
+        )
+        labels.append(entry)
+    return {"inputs": inputs, "labels": labels}
+
+
+def _var_key(variable):
+    return getattr(variable, "path", None) or variable.name

@@ -1,0 +1,238 @@
+"""Writing records: tb_plateau's summaries into TensorBoard event files."""
+
+import atexit
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+import weakref
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.util import tensor_util
+
+from tb_plateau import metadata
+from tb_plateau.summaries.guard import _Guard
+
+logger = logging.getLogger("tb_plateau")
+
+# --------------------------------------------------------------------------
+# Low-level writers
+
+
+def _serialized(summary_metadata):
+    return summary_metadata.SerializeToString()
+
+
+def write_scalar(name, value, step):
+    """Writes a tb_plateau scalar (e.g. `metadata.BATCH_LOSS`) at `step`."""
+    md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR)
+    return tf.summary.write(
+        metadata.tag(name),
+        tf.constant(float(value), dtype=tf.float32),
+        step=step,
+        metadata=_serialized(md),
+    )
+
+
+def write_vector(name, values, labels, step, **extra):
+    """Writes a per-layer (or per-entry) statistic: `values[i]` belongs to `labels[i]`.
+
+    `extra` are further header fields, e.g. ``sizes=[...]`` for gradient-zero counts.
+    """
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if len(values) != len(labels):
+        raise ValueError(
+            "write_vector(%r): %d values for %d labels" % (name, len(values), len(labels))
+        )
+    md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_TENSOR, labels=labels, **extra)
+    return tf.summary.write(metadata.tag(name), values, step=step, metadata=_serialized(md))
+
+
+def write_config(config, step=0):
+    """Writes the configuration record (a JSON-serializable dict)."""
+    text = json.dumps(config, default=_json_default, allow_nan=True)
+    md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_TENSOR)
+    return tf.summary.write(
+        metadata.tag(metadata.CONFIG), tf.constant(text), step=step, metadata=_serialized(md)
+    )
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# --------------------------------------------------------------------------
+# The writer shared by Recorder and PlateauCallback
+
+
+class _RunWriter:
+    """Writes one run's records; flushes at the first non-finite value and on exit.
+
+    Uses TensorBoard's own event file writer, which serializes on the host and
+    writes from a background thread: a record of a dozen summaries costs well
+    under a millisecond, against that many eager `tf.summary.write` ops. Each
+    record is one event; a tag's metadata (which names the layers) goes with
+    its first value only, as TensorBoard's readers take it from there.
+    """
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self._writer = None
+        self.guard = _Guard()
+        self._config_written = False
+        self._nonfinite_flushed = False
+        self._write_failed = False
+        self._tags_with_metadata = set()
+        atexit.register(_flush_at_exit, weakref.ref(self))
+
+    def _get_writer(self):
+        if self._writer is None:
+            self._writer = _EventFile(self.log_dir)
+            self._tags_with_metadata = set()  # each file names its tags' layers
+        return self._writer
+
+    def _value(self, name, array, data_class, **header):
+        value = summary_pb2.Summary.Value(
+            tag=metadata.tag(name), tensor=tensor_util.make_tensor_proto(array)
+        )
+        if value.tag not in self._tags_with_metadata:
+            self._tags_with_metadata.add(value.tag)
+            value.metadata.CopyFrom(metadata.create_summary_metadata(data_class, **header))
+        return value
+
+    def _scalar_value(self, name, number):
+        return self._value(
+            name, np.asarray(number, dtype=np.float32), summary_pb2.DATA_CLASS_SCALAR
+        )
+
+    def _vector_value(self, name, values, labels, extra):
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        if len(values) != len(labels):
+            raise ValueError("%d values for %d labels" % (len(values), len(labels)))
+        return self._value(name, values, summary_pb2.DATA_CLASS_TENSOR, labels=labels, **extra)
+
+    def _config_value(self, config):
+        text = json.dumps(config, default=_json_default, allow_nan=True)
+        return self._value(
+            metadata.CONFIG,
+            np.array(text.encode("utf-8"), dtype=object),
+            summary_pb2.DATA_CLASS_TENSOR,
+        )
+
+    def _values(self, scalars, vectors, config):
+        # One statistic that cannot be serialized stops alone.
+        values = [self.guard.run(name, self._scalar_value, name, x) for name, x in scalars]
+        values += [self.guard.run(v[0], self._vector_value, *v) for v in vectors]
+        if config is not None:
+            values.append(self.guard.run(metadata.CONFIG, self._config_value, config))
+        return [v for v in values if v is not None]
+
+    def write(self, step, scalars=(), vectors=(), config=None):
+        """scalars: [(name, value)]; vectors: [(name, values, labels, extra)]."""
+        if self._write_failed:
+            return
+        if self._config_written:
+            config = None
+        try:
+            values = self._values(scalars, vectors, config)
+            event = event_pb2.Event(
+                wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
+            )
+            writer = self._get_writer()
+            writer.add_event(event)
+            # Each record reaches the file at once (well under a millisecond
+            # every `every_n_steps` steps): a killed run loses nothing.
+            writer.flush()
+            if config is not None:
+                self._config_written = True
+        except Exception as e:
+            # A full or read-only disk: one warning, then recording stops.
+            self._write_failed = True
+            logger.warning(
+                "tb_plateau: cannot write to %r; recording stops, training goes on: %s",
+                self.log_dir,
+                e,
+            )
+
+    def write_epoch(self, step, logs):
+        """Epoch logs as "epoch/<key>" scalars (values that are not numbers are skipped)."""
+        scalars = []
+        for key, value in (logs or {}).items():
+            try:
+                scalars.append((metadata.EPOCH_PREFIX + str(key), float(value)))
+            except (TypeError, ValueError):
+                continue
+        self.write(step, scalars=scalars)
+
+    def note_nonfinite(self):
+        if not self._nonfinite_flushed:
+            self._nonfinite_flushed = True
+            self.flush()
+
+    def flush(self):
+        if self._writer is None or self._write_failed:
+            return
+        try:
+            self._writer.flush()
+        except Exception as e:
+            self._write_failed = True
+            logger.warning("tb_plateau: cannot flush %r: %s", self.log_dir, e)
+
+    def close(self):
+        self.flush()
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+            self._writer = None
+
+
+class _EventFile:
+    """One event file, written synchronously with TensorBoard's record writer.
+
+    Synchronous on purpose: an error (a full or read-only disk) surfaces in
+    the call that caused it, not as a traceback from a writer thread, and a
+    record is on disk when `flush` returns. Files are named as TensorBoard's
+    and TensorFlow's writers name theirs, so readers order them the same way.
+    """
+
+    _uid = itertools.count()
+
+    def __init__(self, log_dir):
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        tf.io.gfile.makedirs(log_dir)
+        name = "events.out.tfevents.%010d.%s.%s.%s.plateau" % (
+            time.time(),
+            socket.gethostname(),
+            os.getpid(),
+            next(self._uid),
+        )
+        self._file = tf.io.gfile.GFile(os.path.join(log_dir, name), "wb")
+        self._records = RecordWriter(self._file)
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event):
+        self._records.write(event.SerializeToString())
+
+    def flush(self):
+        self._records.flush()
+
+    def close(self):
+        self._records.close()
+
+
+def _flush_at_exit(ref):
+    writer = ref()
+    if writer is not None:
+        writer.flush()
