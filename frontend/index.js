@@ -461,6 +461,25 @@ const KIND_TITLES = {
   lr: "Learning rate",
 };
 
+// Titles of per-layer (or per-statistic) series drawn at their last record.
+const VECTOR_TITLES = {
+  output_stats: "The model's output (last recorded batch)",
+  grad_zero_count: "Gradient entries exactly zero, per layer",
+  grad_missing: "Variables without a gradient, per layer",
+  act_std: "Spread of each layer's outputs",
+  weight_norm: "Weight norm per layer",
+};
+
+function chartTitle(kind) {
+  if (KIND_TITLES[kind]) return KIND_TITLES[kind];
+  if (kind.startsWith("vector:")) {
+    const name = shortName(kind.slice(7)) || kind.slice(7);
+    return VECTOR_TITLES[name] || `${name} per layer (last record)`;
+  }
+  if (kind.startsWith("scalar:")) return kind.slice(7);
+  return kind;
+}
+
 function findingKinds(finding) {
   const evidence = finding.evidence || {};
   const tags = Array.isArray(evidence.series) ? evidence.series.filter((t) => typeof t === "string") : [];
@@ -506,8 +525,9 @@ function findingCard(finding, index) {
     const container = el("div", { className: kind === "grad" ? "pl-chart pl-chart-tall" : "pl-chart" });
     const caption = el("p", { className: "pl-chart-caption" });
     if (kind === "config") container.className = "pl-config-wrap";
-    node.append(container, caption);
-    charts.push({ kind, tags, container, caption, title: KIND_TITLES[kind] });
+    const title = chartTitle(kind);
+    node.append(el("h4", { className: "pl-chart-title", text: title }), container, caption);
+    charts.push({ kind, tags, container, caption, title });
   }
 
   const fixes = finding.fixes || [];
@@ -557,7 +577,10 @@ function overviewCharts(entry, drawn) {
   if (available.has("plateau/act_dead_fraction") || available.has("plateau/act_saturated_fraction")) add("activations");
   if (available.has("plateau/update_ratio")) add("ratio");
   if (available.has("plateau/learning_rate")) add("lr");
-  if (available.has("plateau/config")) add("config");
+  if (available.has("plateau/config")) {
+    // Always once, below: folded when a finding card already showed part of it.
+    specs.push({ kind: "config", tags: [], title: KIND_TITLES.config, folded: drawn.has("config") });
+  }
   return specs;
 }
 
@@ -745,7 +768,7 @@ async function drawLoss(entry, spec) {
   const markLines = [];
   if (firstStep !== null && firstStep !== undefined) {
     markLines.push({ xAxis: firstStep, name: "cause begins", lineStyle: { color: COLORS.critical, type: "dashed", width: 1.5 },
-      label: { formatter: `cause begins: step ${firstStep}`, color: COLORS.critical, position: "end" } });
+      label: { formatter: `cause begins: step ${firstStep}`, color: COLORS.critical, position: "insideStartBottom" } });
   }
   for (const p of points.slice(0, 30)) {
     markLines.push({ xAxis: p.step, lineStyle: { color: COLORS.warning, type: "dotted" }, label: { show: false } });
@@ -780,7 +803,7 @@ async function drawLoss(entry, spec) {
   chart.setOption(baseOption({
     legend: { top: 4, right: 8, textStyle: TEXT_STYLE },
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt(v) },
-    xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax" },
+    xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax", axisLabel: { hideOverlap: true } },
     yAxis: { type: logScale ? "log" : "value", scale: true, axisLabel: { formatter: (v) => fmt(v) } },
     dataZoom: [{ type: "inside" }],
     series: chartSeries,
@@ -835,7 +858,7 @@ async function drawGradHeatmap(entry, spec, tag) {
   chart.setOption(baseOption({
     grid: { left: labelWidth, right: 90, top: 16, bottom: 48 },
     tooltip,
-    xAxis: { type: "category", data: steps, name: "step", nameLocation: "middle", nameGap: 28, splitArea: { show: false } },
+    xAxis: { type: "category", data: steps, name: "step", nameLocation: "middle", nameGap: 28, splitArea: { show: false }, axisLabel: { hideOverlap: true } },
     yAxis: {
       type: "category",
       data: layers,
@@ -1032,7 +1055,15 @@ async function drawLatestVector(entry, spec, tag) {
       })),
     }],
   }));
-  spec.caption.textContent = `${shortName(tag) || tag} at step ${last.step}` + (hot.size ? "; red: layers named by the finding" : "");
+  const byLayer = !isStatisticVector(tag);
+  spec.caption.textContent = byLayer
+    ? `${shortName(tag) || tag} at step ${last.step}` + (hot.size ? "; red: layers named by the finding" : "")
+    : `At step ${last.step}, over the recorded batch: the output's smallest, largest and mean value, and its row sums`;
+}
+
+// Vectors whose entries are statistics of one thing (the model's output), not layers.
+function isStatisticVector(tag) {
+  return shortName(tag) === "output_stats";
 }
 
 async function drawScalar(entry, spec, tag, label) {
@@ -1042,7 +1073,7 @@ async function drawScalar(entry, spec, tag, label) {
   const chart = makeChart(spec.container);
   chart.setOption(baseOption({
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt(v) },
-    xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax" },
+    xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax", axisLabel: { hideOverlap: true } },
     yAxis: { type: "value", name: label, scale: true, axisLabel: { formatter: (v) => fmt(v) } },
     series: [{ type: "line", name: label, data: pts, showSymbol: false, lineStyle: { color: ACCENT, width: 1.8 }, itemStyle: { color: ACCENT } }],
   }));
@@ -1079,11 +1110,22 @@ function keyValueRows(value, prefix, rows) {
   return rows;
 }
 
+// A key shown as text that may wrap only after "." and "_" (never mid-word).
+function breakableKey(key) {
+  const parts = String(key).split(/(?<=[._])/);
+  const nodes = [];
+  parts.forEach((part, i) => {
+    nodes.push(document.createTextNode(part));
+    if (i < parts.length - 1) nodes.push(document.createElement("wbr"));
+  });
+  return nodes;
+}
+
 function kvTable(rows, hotPaths) {
   const tbody = el("tbody");
   for (const [key, value] of rows) {
     tbody.appendChild(el("tr", { className: hotPaths.has(key) ? "pl-row-hot" : "" }, [
-      el("th", { text: key, attrs: { scope: "row" } }),
+      el("th", { attrs: { scope: "row" } }, breakableKey(key)),
       el("td", { text: cellText(value) }),
     ]));
   }
@@ -1101,7 +1143,7 @@ function recordsTable(records, hotRows) {
       }
     }
   }
-  const head = el("tr", {}, columns.map((c) => el("th", { text: c, attrs: { scope: "col" } })));
+  const head = el("tr", {}, columns.map((c) => el("th", { attrs: { scope: "col" } }, breakableKey(c))));
   const tbody = el("tbody");
   records.forEach((record, i) => {
     tbody.appendChild(el("tr", { className: hotRows.has(i) ? "pl-row-hot" : "" },
@@ -1123,8 +1165,11 @@ const CONFIG_FOCUS = {
   over_regularization: { sections: ["layers", "loss", "optimizer"] },
 };
 
+// For a finding: the sections its check looked at (the whole record is shown
+// once, in the run overview). Without one: the whole record.
 function configView(config, finding) {
   const focus = finding ? CONFIG_FOCUS[finding.cause] || { sections: [] } : { sections: [] };
+  const focused = Boolean(finding) && focus.sections.some((key) => key in config);
   const evidence = (finding && finding.evidence) || {};
   const hotPaths = new Set();
   for (const [key, value] of Object.entries(evidence)) {
@@ -1153,11 +1198,14 @@ function configView(config, finding) {
       el("div", { className: "pl-table-wrap" }, [body]),
     ]));
   };
-  if (general.length) {
-    addSection("run", kvTable(general, hotPaths), general.some(([k]) => focus.sections.includes(k)));
+  const generalHot = general.some(([k]) => focus.sections.includes(k));
+  if (general.length && (!focused || generalHot)) {
+    const shown = focused ? general.filter(([k]) => focus.sections.includes(k)) : general;
+    addSection("run", kvTable(shown, hotPaths), generalHot);
   }
   for (const [key, value] of sections) {
     const hot = focus.sections.includes(key);
+    if (focused && !hot) continue;
     if (Array.isArray(value)) {
       const hotRows = new Set();
       value.forEach((record, i) => {
@@ -1179,9 +1227,19 @@ function configView(config, finding) {
 async function drawConfig(entry, spec) {
   const body = await series(entry.run, "plateau/config");
   spec.container.className = "pl-config-wrap";
-  spec.container.replaceChildren(configView(body.config || {}, spec.finding));
+  const view = configView(body.config || {}, spec.finding);
+  if (spec.folded) {
+    // A finding card already shows the part it checked: the whole record, folded.
+    const details = el("details", { className: "pl-config-whole" }, [
+      el("summary", { text: "Show the whole configuration record" }),
+      view,
+    ]);
+    spec.container.replaceChildren(details);
+  } else {
+    spec.container.replaceChildren(view);
+  }
   spec.caption.textContent = spec.finding
-    ? "Highlighted: what this check looked at."
+    ? "The part of the configuration record this check looked at (highlighted)."
     : "What the recorder saw about the model, loss, optimizer and data.";
 }
 
