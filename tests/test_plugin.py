@@ -15,6 +15,8 @@ import pytest
 
 from tb_plateau import cli, diagnosis, metadata, plugin, rundata
 from tb_plateau.loader import PlateauLoader
+from tb_plateau.tab import bodies
+from tb_plateau.tab import cache as run_cache
 from tests import plugin_logdirs
 
 PREFIX = "/data/plugin/plateau"
@@ -233,12 +235,12 @@ def test_downsampling_keeps_spikes_and_nonfinite_points():
     values = np.ones(100_000)
     values[31_337] = 50.0
     values[77_777] = np.nan
-    keep = plugin.downsample_min_max(values, 1000)
+    keep = bodies.downsample_min_max(values, 1000)
     assert len(keep) <= 1500
     assert 31_337 in keep and 77_777 in keep
     assert keep[0] == 0 and keep[-1] == 99_999
-    assert list(plugin.downsample_min_max(values[:10], 1000)) == list(range(10))
-    rows = plugin.downsample_uniform(10_000, 300)
+    assert list(bodies.downsample_min_max(values[:10], 1000)) == list(range(10))
+    rows = bodies.downsample_uniform(10_000, 300)
     assert len(rows) <= 300 and rows[0] == 0 and rows[-1] == 9_999
 
 
@@ -327,13 +329,13 @@ def test_runs_never_waits_long_for_a_diagnosis(logdir, monkeypatch):
 def test_only_a_few_runs_keep_their_series_in_memory(logdir):
     fresh = Server(logdir)
     runs = fresh.runs()
-    assert len(runs) > plugin._RUNS_WITH_SERIES_IN_MEMORY
+    assert len(runs) > run_cache._RUNS_WITH_SERIES_IN_MEMORY
     for run in runs:
         for tag in runs[run]["series"]:
             fresh.json(PREFIX + "/series", run=run, tag=tag)  # read again when dropped
     (tab,) = [p for p in fresh.app._plugins if p.plugin_name == "plateau"]
-    held = [e for e in tab._cache.values() if e.data is not None]
-    assert len(held) <= plugin._RUNS_WITH_SERIES_IN_MEMORY
+    held = [e for e in tab._runs.entries() if e.data is not None]
+    assert len(held) <= run_cache._RUNS_WITH_SERIES_IN_MEMORY
 
 
 def test_a_small_logdir_is_diagnosed_within_one_runs_request(logdir):
