@@ -253,7 +253,7 @@ def _write_events(run_dir, events):
 
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from tb_plateau.records import masked_crc32c_many
+    from tb_plateau.eventfiles.records import masked_crc32c_many
 
     before = set(glob.glob(os.path.join(run_dir, "*tfevents*")))
     EventFileWriter(run_dir).close()

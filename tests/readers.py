@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tb_plateau import records
+from tb_plateau.eventfiles import records
 
 
 def assert_same_run_data(a, b):

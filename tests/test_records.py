@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
-from tb_plateau import cli, metadata, records, rundata
+from tb_plateau import metadata, rundata
+from tb_plateau.eventfiles import records
 from tests.readers import assert_same_run_data, count_bulk_decoded
 
 PROPERTY_SETTINGS = settings(
@@ -227,7 +228,6 @@ def _plateau_event(step, loss, grads, with_metadata):
 
 def test_restarts_and_foreign_records_read_the_same_three_ways(tmp_path, monkeypatch):
     """Two files, a restart with a SessionLog.START, images and NaN among the records."""
-    cli._avoid_tensorflow()
     rng = np.random.default_rng(4)
     run = tmp_path / "run"
 
@@ -277,7 +277,6 @@ def test_benchmark_format_runs_are_decoded_in_bulk(tmp_path, monkeypatch):
     """The records of benchmarks/make_logdir.py (PlateauCallback's layout) take the bulk path."""
     from benchmarks.make_logdir import make_logdir
 
-    cli._avoid_tensorflow()
     (name,) = make_logdir(str(tmp_path), runs=1, steps=300, layers=4, seed=2)
     decoded = count_bulk_decoded(monkeypatch)
     bulk = rundata.read_logdir_run(str(tmp_path), name)
@@ -288,7 +287,6 @@ def test_benchmark_format_runs_are_decoded_in_bulk(tmp_path, monkeypatch):
 
 def test_two_layouts_of_one_length_are_both_decoded_in_bulk(tmp_path, monkeypatch):
     """Alternating records of equal length but other tags: each layout gets its template."""
-    cli._avoid_tensorflow()
     ratio_tag = metadata.tag(metadata.UPDATE_RATIO)
     missing_tag = metadata.tag(metadata.GRAD_MISSING)
     assert len(ratio_tag) == len(missing_tag)

@@ -15,7 +15,8 @@ import struct
 import numpy as np
 import pytest
 
-from tb_plateau import cli, diagnosis, metadata, records, rundata
+from tb_plateau import cli, diagnosis, metadata, rundata
+from tb_plateau.eventfiles import records
 from tests.readers import assert_same_run_data, count_bulk_decoded
 
 HEADER = 12  # uint64 length + uint32 masked CRC
@@ -139,7 +140,6 @@ def bad_logdir(real_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reports(bad_logdir):
-    cli._avoid_tensorflow()
     return {report["run"]: report for report in cli.diagnose_logdir(bad_logdir)["runs"]}
 
 
@@ -199,7 +199,6 @@ def test_corrupt_record_says_what_tensorboard_will_not_show(reports, bad_logdir)
 
 def test_tensorboards_reader_stops_silently_at_a_corrupt_record(bad_logdir):
     """Why the scan exists: the reader yields fewer events and raises nothing."""
-    cli._avoid_tensorflow()
     from tensorboard.backend.event_processing import event_file_loader
 
     def count(run):
@@ -328,7 +327,6 @@ def test_a_thousand_layers():
 
 
 def test_one_pass_reader_equals_the_multiplexer_on_damaged_runs(bad_logdir):
-    cli._avoid_tensorflow()
     for run in rundata.list_logdir_runs(bad_logdir):
         fast = rundata.read_logdir_run(bad_logdir, run)
         slow = rundata.read_logdir_run_with_multiplexer(bad_logdir, run)
@@ -337,10 +335,9 @@ def test_one_pass_reader_equals_the_multiplexer_on_damaged_runs(bad_logdir):
 
 def test_generated_benchmark_logdir_is_sound(tmp_path):
     """benchmarks/make_logdir.py writes what TensorBoard reads, checksums included."""
-    from benchmarks.make_logdir import make_logdir
-
-    cli._avoid_tensorflow()
     from tensorboard.backend.event_processing import event_file_loader
+
+    from benchmarks.make_logdir import make_logdir
 
     logdir = str(tmp_path / "gen")
     names = make_logdir(logdir, runs=2, steps=120, layers=3, seed=1)
@@ -358,8 +355,6 @@ def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
     """Steps rewritten after a restart; a SessionLog.START purges what follows it."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    cli._avoid_tensorflow()
 
     def loss_event(step, value, with_metadata):
         v = summary_pb2.Summary.Value(
@@ -404,7 +399,6 @@ def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
 
 def test_callback_records_are_decoded_in_bulk(real_run, tmp_path, monkeypatch):
     """What PlateauCallback writes takes the bulk path, and reads as record by record."""
-    cli._avoid_tensorflow()
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(real_run, run / os.path.basename(real_run))
