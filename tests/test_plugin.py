@@ -15,8 +15,8 @@ import pytest
 
 from tb_plateau import cli, diagnosis, metadata, plugin, rundata
 from tb_plateau.loader import PlateauLoader
-from tb_plateau.tab import bodies
-from tb_plateau.tab import cache as run_cache
+from tb_plateau.plugin import bodies
+from tb_plateau.plugin import cache as run_cache
 from tests import plugin_logdirs
 
 PREFIX = "/data/plugin/plateau"
@@ -409,7 +409,7 @@ def test_index_js_exports_render_and_uses_relative_urls(server):
 
 @pytest.mark.parametrize(
     "name",
-    ["vendor/LICENSE-echarts.txt", "__init__.py", "../plugin.py", "vendor/../index.js.map", "x.js"],
+    ["vendor/LICENSE-echarts.txt", "__init__.py", "../cli.py", "vendor/../index.js.map", "x.js"],
 )
 def test_files_off_the_allow_list_are_not_served(server, name):
     assert server.get(PREFIX + "/" + name).status_code == 404

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tb_plateau import plugin
-from tb_plateau.tab import bodies
+from tb_plateau.plugin import bodies
 from tests import plugin_logdirs
 
 PREFIX = "/data/plugin/plateau"
@@ -42,8 +42,8 @@ TRAVERSALS = [
     "%2e%2e/",
     "%2e%2e%2f",
     "%2E%2E%5C",
-    "..\\..\\plugin.py",
-    "..%5cplugin.py",
+    "..\\..\\cli.py",
+    "..%5ccli.py",
     "/etc/passwd",
     "C:\\Windows\\win.ini",
     "\\\\server\\share",
@@ -278,7 +278,8 @@ def _allowed_bodies():
 
 
 def _plugin_source():
-    return importlib.resources.files("tb_plateau").joinpath("plugin.py").read_bytes()
+    # A Python source of the package beside the frontend: never to be served.
+    return importlib.resources.files("tb_plateau").joinpath("cli.py").read_bytes()
 
 
 _path_segments = st.sampled_from(
@@ -299,7 +300,7 @@ _path_segments = st.sampled_from(
         "vendor",
         "echarts.esm.min.js",
         "LICENSE-echarts.txt",
-        "plugin.py",
+        "cli.py",
         "__init__.py",
         "tb_plateau",
         "frontend",
@@ -341,14 +342,14 @@ def test_static_routes_serve_only_the_allow_list(server, segments):
     "path",
     [
         PREFIX + "/../../..",
-        PREFIX + "/../../../plugin.py",
-        PREFIX + "/%2e%2e/%2e%2e/plugin.py",
-        PREFIX + "/..%2f..%2fplugin.py",
-        PREFIX + "/index.js/../plugin.py",
-        PREFIX + "/index.js/..%2fplugin.py",
-        PREFIX + "/vendor/../../plugin.py",
-        PREFIX + "/vendor/..%5c..%5cplugin.py",
-        PREFIX + "/vendor\\..\\..\\plugin.py",
+        PREFIX + "/../../../cli.py",
+        PREFIX + "/%2e%2e/%2e%2e/cli.py",
+        PREFIX + "/..%2f..%2fcli.py",
+        PREFIX + "/index.js/../cli.py",
+        PREFIX + "/index.js/..%2fcli.py",
+        PREFIX + "/vendor/../../cli.py",
+        PREFIX + "/vendor/..%5c..%5ccli.py",
+        PREFIX + "/vendor\\..\\..\\cli.py",
         PREFIX + "//etc/passwd",
         PREFIX + "/%2fetc%2fpasswd",
         PREFIX + "/index.js%00",
@@ -356,7 +357,7 @@ def test_static_routes_serve_only_the_allow_list(server, segments):
         PREFIX + "/vendor/",
         PREFIX + "/vendor/LICENSE-echarts.txt",
         PREFIX + "/__init__.py",
-        PREFIX + "/plugin.py",
+        PREFIX + "/cli.py",
         PREFIX + "/",
         PREFIX,
     ],

@@ -111,11 +111,11 @@ def test_errors_are_json(tensorboard):
 @pytest.mark.parametrize(
     "path",
     [
-        "/data/plugin/plateau/../../../plugin.py",
-        "/data/plugin/plateau/%2e%2e/%2e%2e/plugin.py",
-        "/data/plugin/plateau/index.js/../plugin.py",
-        "/data/plugin/plateau/..%2f..%2fplugin.py",
-        "/data/plugin/plateau/vendor/..\\..\\plugin.py",
+        "/data/plugin/plateau/../../../cli.py",
+        "/data/plugin/plateau/%2e%2e/%2e%2e/cli.py",
+        "/data/plugin/plateau/index.js/../cli.py",
+        "/data/plugin/plateau/..%2f..%2fcli.py",
+        "/data/plugin/plateau/vendor/..\\..\\cli.py",
         "/data/plugin/plateau/%2fetc%2fpasswd",
     ],
 )

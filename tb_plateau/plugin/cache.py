@@ -10,8 +10,8 @@ from tensorboard import errors
 from tensorboard.data import provider as provider_lib
 
 from tb_plateau import rundata
-from tb_plateau.tab import bodies
-from tb_plateau.tab import listing as listing_lib
+from tb_plateau.plugin import bodies
+from tb_plateau.plugin import listing as listing_lib
 
 logger = logging.getLogger("tb_plateau")
 

@@ -1,5 +1,9 @@
 """The Plateau tab: TensorBoard plugin serving the diagnosis and its evidence.
 
+This module holds the routes; `cache` (each run read and diagnosed once per
+change of its data, a background worker), `listing` (the cheap listing of
+runs) and `bodies` (the JSON of `/series`) do the work.
+
 Routes (under ``/data/plugin/plateau/``), each a thin wrapper that reads and
 validates its arguments, calls a pure ``*_impl`` function and answers through
 `http_util.Respond`:
@@ -34,8 +38,8 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_plateau import metadata
-from tb_plateau.tab import bodies, cache
-from tb_plateau.tab import listing as listing_lib
+from tb_plateau.plugin import bodies, cache
+from tb_plateau.plugin import listing as listing_lib
 
 logger = logging.getLogger("tb_plateau")
 
