@@ -360,7 +360,7 @@ async function renderSelected() {
     content.appendChild(el("h3", { className: "pl-section-title", text: findings.length ? "Findings, most likely cause first" : "Findings" }));
     if (!findings.length) content.appendChild(incomplete || error ? partialCard() : healthyCard());
     findings.forEach((finding, index) => {
-      const card = findingCard(finding, index);
+      const card = findingCard(finding, index, (report.drawing || {})[finding.cause] || {});
       content.appendChild(card.node);
       for (const kind of card.kinds) drawn.add(kind);
       pending.push(...card.charts.map((spec) => ({ ...spec, finding })));
@@ -431,27 +431,6 @@ function chartKind(tag) {
   return `scalar:${tag}`;
 }
 
-// When a finding names no series, the chart that usually proves its cause.
-const CAUSE_CHARTS = {
-  nonfinite: ["loss"],
-  lr_too_high: ["loss", "ratio"],
-  lr_too_low: ["ratio", "loss"],
-  exploding_gradients: ["grad"],
-  vanishing_gradients: ["grad"],
-  zero_gradient: ["grad"],
-  dead_relu: ["activations"],
-  saturated_activations: ["activations"],
-  loss_output_mismatch: ["config"],
-  unnormalized_inputs: ["config"],
-  insufficient_capacity: ["loss"],
-  no_signal: ["loss"],
-  overfitting: ["loss"],
-  not_converged: ["loss"],
-  batchnorm_misuse: ["loss"],
-  over_regularization: ["loss", "config"],
-  unexplained_plateau: ["loss"],
-};
-
 const KIND_TITLES = {
   loss: "Training and validation loss",
   grad: "Gradient norm per layer (log scale)",
@@ -480,7 +459,7 @@ function chartTitle(kind) {
   return kind;
 }
 
-function findingKinds(finding) {
+function findingKinds(finding, drawing) {
   const evidence = finding.evidence || {};
   const tags = Array.isArray(evidence.series) ? evidence.series.filter((t) => typeof t === "string") : [];
   const kinds = [];
@@ -488,11 +467,11 @@ function findingKinds(finding) {
     const kind = chartKind(tag);
     if (!kinds.includes(kind)) kinds.push(kind);
   }
-  if (!kinds.length) kinds.push(...(CAUSE_CHARTS[finding.cause] || []));
+  if (!kinds.length) kinds.push(...(drawing.charts || []));
   return { kinds, tags };
 }
 
-function findingCard(finding, index) {
+function findingCard(finding, index, drawing) {
   const severity = finding.severity || "info";
   const node = el("section", { className: `pl-card pl-card-${severity}`, attrs: { "data-cause": finding.cause || "" } });
   const confidence = Math.round(100 * (num(finding.confidence) || 0));
@@ -519,7 +498,7 @@ function findingCard(finding, index) {
   }
   node.appendChild(el("div", { className: "pl-facts" }, facts));
 
-  const { kinds, tags } = findingKinds(finding);
+  const { kinds, tags } = findingKinds(finding, drawing);
   const charts = [];
   for (const kind of kinds) {
     const container = el("div", { className: kind === "grad" ? "pl-chart pl-chart-tall" : "pl-chart" });
@@ -527,7 +506,7 @@ function findingCard(finding, index) {
     if (kind === "config") container.className = "pl-config-wrap";
     const title = chartTitle(kind);
     node.append(el("h4", { className: "pl-chart-title", text: title }), container, caption);
-    charts.push({ kind, tags, container, caption, title });
+    charts.push({ kind, tags, container, caption, title, drawing });
   }
 
   const fixes = finding.fixes || [];
@@ -632,32 +611,10 @@ function lossTags(entry) {
   return lines;
 }
 
-// What the shaded region of each cause is called: it runs from the step the
-// cause began (or, for overfitting, the best validation step) to the end.
-const REGION_LABELS = {
-  nonfinite: "NaN/Inf",
-  lr_too_high: "unstable",
-  exploding_gradients: "exploding",
-  overfitting: "overfitting",
-  no_signal: "plateau",
-  insufficient_capacity: "plateau",
-  lr_too_low: "creeping",
-  dead_relu: "plateau",
-  saturated_activations: "plateau",
-  vanishing_gradients: "plateau",
-  zero_gradient: "plateau",
-  loss_output_mismatch: "plateau",
-  unnormalized_inputs: "plateau",
-  batchnorm_misuse: "plateau",
-  over_regularization: "plateau",
-  unexplained_plateau: "plateau",
-  not_converged: "still falling",
-};
-
 // Regions and steps a finding points at: explicit [start, end] pairs under
 // keys naming a region, step lists under "*_steps", and otherwise the span
 // from first_step (or best_val_step) to the last recorded step.
-function evidenceMarks(finding, lastStep) {
+function evidenceMarks(finding, lastStep, drawing = {}) {
   const regions = [];
   const points = [];
   if (!finding) return { regions, points };
@@ -674,7 +631,7 @@ function evidenceMarks(finding, lastStep) {
     }
   }
   const start = typeof evidence.best_val_step === "number" ? evidence.best_val_step : finding.first_step;
-  const label = REGION_LABELS[finding.cause];
+  const label = drawing.region;
   if (!regions.length && label && typeof start === "number" && typeof lastStep === "number" && lastStep > start) {
     regions.push({ name: label, from: start, to: lastStep });
   }
@@ -763,7 +720,7 @@ async function drawLoss(entry, spec) {
   });
   if (!chartSeries.length) throw new Error("the loss series could not be read");
   const lastStep = Math.max(...chartSeries.map((s) => (s.data.length ? s.data[s.data.length - 1][0] : -Infinity)), ...nonfiniteSteps);
-  const { regions, points } = evidenceMarks(spec.finding, lastStep);
+  const { regions, points } = evidenceMarks(spec.finding, lastStep, spec.drawing);
   const marks = { silent: false };
   const markLines = [];
   if (firstStep !== null && firstStep !== undefined) {
@@ -1152,23 +1109,13 @@ function recordsTable(records, hotRows) {
   return el("table", { className: "pl-table pl-table-records" }, [el("thead", {}, [head]), tbody]);
 }
 
-// What each configuration check looks at: section names, and for the layer
-// table, which rows.
-const CONFIG_FOCUS = {
-  loss_output_mismatch: { sections: ["loss", "model", "data"], lastLayer: true },
-  unnormalized_inputs: { sections: ["data"] },
-  batchnorm_misuse: { sections: ["layers", "batch_size"] },
-  lr_too_high: { sections: ["optimizer"] },
-  lr_too_low: { sections: ["optimizer"] },
-  no_signal: { sections: ["data", "loss"] },
-  insufficient_capacity: { sections: ["model", "layers"] },
-  over_regularization: { sections: ["layers", "loss", "optimizer"] },
-};
-
 // For a finding: the sections its check looked at (the whole record is shown
 // once, in the run overview). Without one: the whole record.
-function configView(config, finding) {
-  const focus = finding ? CONFIG_FOCUS[finding.cause] || { sections: [] } : { sections: [] };
+function configView(config, finding, drawing = {}) {
+  const focus = {
+    sections: finding ? drawing.config_sections || [] : [],
+    lastLayer: Boolean(finding && drawing.output_layer),
+  };
   const focused = Boolean(finding) && focus.sections.some((key) => key in config);
   const evidence = (finding && finding.evidence) || {};
   const hotPaths = new Set();
@@ -1227,7 +1174,7 @@ function configView(config, finding) {
 async function drawConfig(entry, spec) {
   const body = await series(entry.run, "plateau/config");
   spec.container.className = "pl-config-wrap";
-  const view = configView(body.config || {}, spec.finding);
+  const view = configView(body.config || {}, spec.finding, spec.drawing);
   if (spec.folded) {
     // A finding card already shows the part it checked: the whole record, folded.
     const details = el("details", { className: "pl-config-whole" }, [

@@ -65,6 +65,15 @@ def test_report_schema_and_json():
         "findings",
         "notes",
         "loss_series",
+        "drawing",
+    }
+    assert report["drawing"] == {
+        "not_converged": {
+            "charts": ["loss"],
+            "region": "still falling",
+            "config_sections": [],
+            "output_layer": False,
+        }
     }
     assert report["loss_series"] == {
         "train": {"run": "exp", "tag": "plateau/batch_loss"},

@@ -24,7 +24,7 @@ SETTINGS = settings(
 SPECIALS = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300)
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "linear", "swish")
 RUN_KEYS = {"schema_version", "status", "run", "verdict", "findings"}
-OPTIONAL_RUN_KEYS = {"notes", "problems", "incomplete", "loss_series"}
+OPTIONAL_RUN_KEYS = {"notes", "problems", "incomplete", "loss_series", "drawing"}
 FINDING_KEYS = {
     "cause",
     "severity",
@@ -214,6 +214,8 @@ def _check_schema(report, run):
     assert report["status"] == (
         "incomplete" if run.incomplete and report["verdict"] == "healthy" else report["verdict"]
     )
+    # The tab is told what to draw for every cause found, and for nothing else.
+    assert set(report.get("drawing", {})) == {f["cause"] for f in report["findings"]}
     # The loss curves it read are named, each a scalar of this run (or its sibling).
     series = report.get("loss_series")
     if series is not None:

@@ -10,7 +10,8 @@ diagnose` both call `diagnose` / `run_report`, so they never disagree.
 ``{"run", "verdict", "findings"}``, then ``"schema_version"``, ``"status"``
 (what a reader shows: see `display_status`), ``"loss_series"`` (the training
 and validation loss curves the diagnosis read, by run and tag, when the run
-has a loss) and, only when there is something to say:
+has a loss), ``"drawing"`` (for each cause found, what the tab draws: see
+`causes.DRAWINGS`) and, only when there is something to say:
 
 * ``"problems"``: what could not be read or checked, in plain words (damaged
   parts of the run from `run_data.problems`, a check that failed);
@@ -276,6 +277,10 @@ def run_report(run_data):
     series = loss_series(run_data, ctx)
     if series is not None:
         report["loss_series"] = series
+    if findings:
+        # What the tab draws for each cause found: charts, shaded region, the
+        # configuration sections its check read.
+        report["drawing"] = {f.cause: causes.drawing(f.cause) for f in findings}
     if run_data.incomplete:
         report["incomplete"] = True
     if problems:

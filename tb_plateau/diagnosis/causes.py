@@ -453,6 +453,55 @@ PRODUCES = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Drawing:
+    """What the tab draws for a finding of a cause (the report carries it: see `drawing`)."""
+
+    # Chart kinds, when the finding's evidence names no series: "loss" (the
+    # loss curves), "ratio" (update/weight ratios), "grad" (gradient norms per
+    # layer), "activations" (dead and saturated units), "config" (the
+    # configuration record).
+    charts: Tuple[str, ...]
+    # What the shaded span from the finding's first step to the end is called.
+    region: str = ""
+    # The sections of the configuration record its check reads, and whether the
+    # output layer's row is one of them.
+    config_sections: Tuple[str, ...] = ()
+    output_layer: bool = False
+
+
+DRAWINGS = {
+    NONFINITE: Drawing(("loss",), "NaN/Inf"),
+    LR_TOO_HIGH: Drawing(("loss", "ratio"), "unstable", ("optimizer",)),
+    LR_TOO_LOW: Drawing(("ratio", "loss"), "creeping", ("optimizer",)),
+    EXPLODING_GRADIENTS: Drawing(("grad",), "exploding"),
+    VANISHING_GRADIENTS: Drawing(("grad",), "plateau"),
+    ZERO_GRADIENT: Drawing(("grad",), "plateau"),
+    DEAD_RELU: Drawing(("activations",), "plateau"),
+    SATURATED_ACTIVATIONS: Drawing(("activations",), "plateau"),
+    LOSS_OUTPUT_MISMATCH: Drawing(("config",), "plateau", ("loss", "model", "data"), True),
+    UNNORMALIZED_INPUTS: Drawing(("config",), "plateau", ("data",)),
+    INSUFFICIENT_CAPACITY: Drawing(("loss",), "plateau", ("model", "layers")),
+    NO_SIGNAL: Drawing(("loss",), "plateau", ("data", "loss")),
+    OVERFITTING: Drawing(("loss",), "overfitting"),
+    NOT_CONVERGED: Drawing(("loss",), "still falling"),
+    BATCHNORM_MISUSE: Drawing(("loss",), "plateau", ("layers", "batch_size")),
+    OVER_REGULARIZATION: Drawing(("loss", "config"), "plateau", ("layers", "loss", "optimizer")),
+    UNEXPLAINED_PLATEAU: Drawing(("loss",), "plateau"),
+}
+
+
+def drawing(cause_id):
+    """The report's drawing of a cause, JSON-ready."""
+    found = DRAWINGS[cause_id]
+    return {
+        "charts": list(found.charts),
+        "region": found.region,
+        "config_sections": list(found.config_sections),
+        "output_layer": found.output_layer,
+    }
+
+
 def title(cause_id):
     return CAUSES[cause_id].title
 
