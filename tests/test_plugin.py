@@ -399,12 +399,28 @@ def test_static_files_from_the_allow_list(server, name, content_type):
     assert len(response.get_data()) > 100
 
 
-def test_index_js_exports_render_and_uses_relative_urls(server):
-    text = server.get(PREFIX + "/index.js").get_data(as_text=True)
-    assert "export async function render" in text
-    assert 'from "./vendor/echarts.esm.min.js"' in text
-    assert "innerHTML" not in text
-    assert "http://" not in text and "https://" not in text
+def test_the_frontend_modules_import_only_what_is_served(server):
+    """index.js exports render; every module it reaches is served, by a relative URL; no
+    module writes markup or reaches the network."""
+    import re
+
+    assert "export async function render" in server.get(PREFIX + "/index.js").get_data(as_text=True)
+    seen, queue = set(), ["index.js"]
+    while queue:
+        name = queue.pop()
+        seen.add(name)
+        response = server.get(PREFIX + "/" + name)
+        assert response.status_code == 200, name
+        text = response.get_data(as_text=True)
+        if not name.endswith(".js") or name.startswith("vendor/"):
+            continue
+        assert "innerHTML" not in text, name
+        assert "http://" not in text and "https://" not in text, name
+        for target in re.findall(r'^import .* from "\./([^"]+)";$', text, re.M):
+            if target not in seen:
+                queue.append(target)
+    assert {"index.js", "charts.js", "config.js", "vendor/echarts.esm.min.js"} <= seen
+    assert seen <= set(plugin._STATIC_FILES)
 
 
 @pytest.mark.parametrize(
