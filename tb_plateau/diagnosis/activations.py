@@ -6,7 +6,7 @@ import numpy as np
 
 from tb_plateau import metadata
 from tb_plateau.diagnosis import causes
-from tb_plateau.diagnosis.finding import Finding, fmt, percent
+from tb_plateau.diagnosis.finding import Finding, percent
 
 # A layer is flagged when more than half of its units are dead (published
 # starting point: flag a layer above 50% dead).
@@ -195,19 +195,6 @@ def detect_saturated_activations(ctx):
             "threshold": bar,
         },
     )
-
-
-def describe_output(ctx):
-    """min/max of the output at the last record, for explanations, or None."""
-    series = ctx.vector(metadata.OUTPUT_STATS)
-    if series is None:
-        return None
-    row = dict(zip(series.labels, series.values[-1]))
-    return {key: float(value) for key, value in row.items()}
-
-
-def fmt_range(low, high):
-    return "[%s, %s]" % (fmt(low), fmt(high))
 
 
 DETECTORS = (detect_dead_relu, detect_saturated_activations)

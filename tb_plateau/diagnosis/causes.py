@@ -1,6 +1,6 @@
 """The cause ids, their titles and the fixes a user can paste: in one place.
 
-The ids are a public contract (see DESIGN.md): the Plateau tab, the CLI's
+The ids are a public contract (changed only with a schema version bump): the tab, the CLI's
 ``--json`` and users' scripts match on them. Detectors choose among these fixes
 and may add a specific one (naming the user's layer or loss); they never invent
 a cause id.
@@ -320,7 +320,7 @@ CAUSE_IDS = tuple(cause.id for cause in _CAUSES)
 
 
 # What each cause can produce: the findings that may be its consequences
-# (DESIGN.md, "Ranking"). A finding explained by a root present in the same
+# (see `ranking`). A finding explained by a root present in the same
 # run is shown under it. Edges in both directions (lr_too_high and
 # exploding_gradients) are decided by time: what showed first is the root.
 # A learning rate is never a consequence of the data, a bottleneck in the

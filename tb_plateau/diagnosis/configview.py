@@ -295,11 +295,6 @@ class ConfigView:
         return _finite_float(config.get("learning_rate", optimizer.get("learning_rate")))
 
     @property
-    def has_learning_rate_schedule(self):
-        optimizer = self.raw.get("optimizer")
-        return isinstance(optimizer, dict) and bool(optimizer.get("learning_rate_schedule"))
-
-    @property
     def _optimizer_config(self):
         optimizer = self.raw.get("optimizer")
         return (optimizer.get("config") or {}) if isinstance(optimizer, dict) else {}
@@ -336,11 +331,6 @@ class ConfigView:
             for layer in self.layers
             if "Dropout" in str(layer.get("class")) and _finite_float(layer.get("rate"))
         ]
-
-    @property
-    def clips_gradients(self):
-        config = self._optimizer_config
-        return any(config.get(k) is not None for k in ("clipnorm", "clipvalue", "global_clipnorm"))
 
     @property
     def batch_size(self):
@@ -408,11 +398,6 @@ class ConfigView:
         labels = self.labels
         value = labels.get("distinct_classes", labels.get("distinct")) if labels else None
         return int(value) if isinstance(value, (int, float)) else None
-
-    @property
-    def label_encoding(self):
-        labels = self.labels
-        return labels.get("encoding") if labels else None
 
     @property
     def num_classes(self):

@@ -9,7 +9,6 @@ writer chose: Keras' TensorBoard callback writes "epoch_loss" into "train" and
 
 import dataclasses
 import re
-from typing import Optional
 
 import numpy as np
 
@@ -269,11 +268,3 @@ def nearest_log_integer(value, max_classes=1000):
     classes = min(max(classes, 2), max_classes)
     target = np.log(classes)
     return classes, abs(value - target) / target
-
-
-def optional_float(value) -> Optional[float]:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value
