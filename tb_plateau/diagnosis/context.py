@@ -223,42 +223,22 @@ def _judge_progress(ctx):
         return None, ""
     if ctx.first_nonfinite_loss_step is not None:
         return "stuck", "the loss turned NaN/Inf at step %d" % ctx.first_nonfinite_loss_step
-    chance = ctx.chance_loss
-    fit, fit_name = _fit_curve(ctx)
-    start = _initial_loss(ctx, shape)
-    progress = (start - shape.tail) / abs(start) if start else 0.0
     frozen = _frozen_tail(ctx.train)
     if frozen is not None:
         return "stuck", "the training loss stayed at exactly %s for its last %d records" % (
             fmt(frozen[0]),
             frozen[1],
         )
-    val_at_chance = (
-        fit_name == "validation"
-        and chance is not None
-        and chance > 0
-        and fit.best > STUCK_CHANCE_SHARE * chance
-    )
-    if ctx.falling_steeply and not val_at_chance:
+    fit, fit_name = _fit_curve(ctx)
+    if ctx.falling_steeply and not _validation_at_chance(ctx, fit, fit_name):
         # Still on its way down; but a training loss that falls while the
         # validation loss never leaves chance level is going nowhere.
         return None, ""
-    if chance is not None and chance > 0 and fit is not None:
-        # (A loss below zero is no fit: these losses cannot go there with valid labels.)
-        good = 0 <= fit.tail < GOOD_FIT_CHANCE_SHARE * chance and _ended_near_best(fit)
-        if good and progress >= STUCK_PROGRESS:
-            return "good_fit", "the %s loss ended at %s, %s of the chance level %s" % (
-                fit_name,
-                fmt(fit.tail),
-                percent(fit.tail / chance),
-                fmt(chance),
-            )
-        if shape.tail > STUCK_CHANCE_SHARE * chance:
-            return "stuck", "the training loss ended at %s, %s of the chance level %s" % (
-                fmt(shape.tail),
-                percent(shape.tail / chance),
-                fmt(chance),
-            )
+    start = _initial_loss(ctx, shape)
+    progress = (start - shape.tail) / abs(start) if start else 0.0
+    by_chance = _judge_by_chance(ctx, shape, fit, fit_name, progress)
+    if by_chance is not None:
+        return by_chance
     if progress < STUCK_PROGRESS:
         return "stuck", "the training loss fell only %s over the run (%s -> %s)" % (
             percent(max(progress, 0.0)),
@@ -266,7 +246,7 @@ def _judge_progress(ctx):
             fmt(shape.tail),
         )
     if (
-        chance is None
+        ctx.chance_loss is None
         and fit is not None
         and fit.progress >= GOOD_FIT_PROGRESS
         and fit.tail >= 0
@@ -279,6 +259,39 @@ def _judge_progress(ctx):
             fmt(fit.tail),
         )
     return None, ""
+
+
+def _validation_at_chance(ctx, fit, fit_name):
+    chance = ctx.chance_loss
+    return bool(
+        fit_name == "validation"
+        and chance is not None
+        and chance > 0
+        and fit.best > STUCK_CHANCE_SHARE * chance
+    )
+
+
+def _judge_by_chance(ctx, shape, fit, fit_name, progress):
+    """(verdict, reason) against the chance level when it is known and decides, else None."""
+    chance = ctx.chance_loss
+    if chance is None or chance <= 0 or fit is None:
+        return None
+    # (A loss below zero is no fit: these losses cannot go there with valid labels.)
+    good = 0 <= fit.tail < GOOD_FIT_CHANCE_SHARE * chance and _ended_near_best(fit)
+    if good and progress >= STUCK_PROGRESS:
+        return "good_fit", "the %s loss ended at %s, %s of the chance level %s" % (
+            fit_name,
+            fmt(fit.tail),
+            percent(fit.tail / chance),
+            fmt(chance),
+        )
+    if shape.tail > STUCK_CHANCE_SHARE * chance:
+        return "stuck", "the training loss ended at %s, %s of the chance level %s" % (
+            fmt(shape.tail),
+            percent(shape.tail / chance),
+            fmt(chance),
+        )
+    return None
 
 
 _KERAS_TAGS = ("epoch_loss", "epoch_learning_rate", "evaluation_loss_vs_iterations")

@@ -205,46 +205,90 @@ def _forward_blowup(ctx):
     return best
 
 
+def _first_nonfinite_gradient_step(ctx):
+    grad_nonfinite = ctx.vector(metadata.GRAD_NONFINITE)
+    if grad_nonfinite is None:
+        return None
+    rows = np.flatnonzero(np.nan_to_num(grad_nonfinite.values, nan=1.0).sum(axis=1) > 0)
+    return int(grad_nonfinite.steps[rows[0]]) if len(rows) else None
+
+
+def _early_depth_ratio(found):
+    """Median over the first records of ||g_first|| / ||g_last||, or None."""
+    if found is None:
+        return None
+    _, _, _, _, g_first, g_last = found
+    early = slice(0, max(1, min(3, len(g_first))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = g_first[early] / g_last[early]
+    ratios = ratios[np.isfinite(ratios)]
+    return float(np.median(ratios)) if len(ratios) else None
+
+
+def _growth_over_time(series, total):
+    """(growth of the total norm over its early level, step of the peak), or (None, None).
+
+    An explosion lasts: the record after the peak is as far above the early
+    norm, or NaN/Inf, or the run ends there. One huge record followed by calm
+    is a single bad step (a learning-rate spike, one odd batch), which the
+    loss and update-ratio detectors judge.
+    """
+    finite_total = total[np.isfinite(total) & (total > 0)]
+    if len(finite_total) < 3:
+        return None, None
+    early_norm = float(np.median(finite_total[:3]))
+    peak = int(np.nanargmax(np.where(np.isfinite(total), total, -np.inf)))
+    growth = float(total[peak] / early_norm) if early_norm > 0 else None
+    if peak + 1 < len(total) and growth is not None:
+        after = total[peak + 1]
+        if np.isfinite(after) and after / early_norm <= EXPLODING_GROWTH:
+            growth = float(after / early_norm)
+    return growth, int(series.steps[peak])
+
+
+def _blowup_words(ctx, series, blowup):
+    before, layer, forward_growth, spread = blowup
+    words = (
+        "at the first record (step %d) the outputs of layer %s spread %s wider than those"
+        " of %s before it (std %s): the weights are initialized too wide, and the signal"
+        " and its gradients grow at every layer"
+        % (int(series.steps[0]), layer, fmt_ratio(forward_growth), before, fmt(spread))
+    )
+    start = ctx.train_shape.head if ctx.train_shape is not None else None
+    if ctx.chance_loss and start is not None and start > ctx.chance_loss:
+        words += "; the loss started at %s, %s the chance level %s" % (
+            fmt(start),
+            fmt_ratio(start / ctx.chance_loss),
+            fmt(ctx.chance_loss),
+        )
+    return words
+
+
+def _exploding_title(blowup, huge_initial_norm, depth_ratio, growth):
+    """What the title names: the first-record evidence before what came later."""
+    across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
+    if blowup is not None and not across_depth:
+        return "the signal grows %s at layer %s from the first record" % (
+            fmt_ratio(blowup[2]),
+            blowup[1],
+        )
+    if huge_initial_norm is not None and not across_depth:
+        return "norm %s at the first record" % fmt(huge_initial_norm)
+    if across_depth:
+        return "%s larger at the input than at the output" % fmt_ratio(depth_ratio)
+    return "%s growth during training" % fmt_ratio(growth)
+
+
 def detect_exploding_gradients(ctx):
     """Gradients far larger toward the input, or growing by orders of magnitude."""
     found = _first_and_last(ctx)
     series, values, labels = _norm_matrix(ctx)
     if series is None:
         return None
-    grad_nonfinite = ctx.vector(metadata.GRAD_NONFINITE)
-    first_nonfinite_step = None
-    if grad_nonfinite is not None:
-        rows = np.flatnonzero(np.nan_to_num(grad_nonfinite.values, nan=1.0).sum(axis=1) > 0)
-        if len(rows):
-            first_nonfinite_step = int(grad_nonfinite.steps[rows[0]])
-
-    depth_ratio = None
-    if found is not None:
-        _, _, first, last, g_first, g_last = found
-        early = slice(0, max(1, min(3, len(g_first))))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = g_first[early] / g_last[early]
-        ratios = ratios[np.isfinite(ratios)]
-        depth_ratio = float(np.median(ratios)) if len(ratios) else None
-
+    first_nonfinite_step = _first_nonfinite_gradient_step(ctx)
+    depth_ratio = _early_depth_ratio(found)
     total = _total_norm(values)
-    finite_total = total[np.isfinite(total) & (total > 0)]
-    growth = None
-    peak_step = None
-    if len(finite_total) >= 3:
-        early_norm = float(np.median(finite_total[:3]))
-        peak = int(np.nanargmax(np.where(np.isfinite(total), total, -np.inf)))
-        growth = float(total[peak] / early_norm) if early_norm > 0 else None
-        peak_step = int(series.steps[peak])
-        # An explosion lasts: the record after the peak is as far above the
-        # early norm, or NaN/Inf, or the run ends there. One huge record
-        # followed by calm is a single bad step (a learning-rate spike, one
-        # odd batch), which the loss and update-ratio detectors judge.
-        if peak + 1 < len(total) and growth is not None:
-            after = total[peak + 1]
-            if np.isfinite(after) and after / early_norm <= EXPLODING_GROWTH:
-                growth = float(after / early_norm)
-
+    growth, peak_step = _growth_over_time(series, total)
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
     over_time = growth is not None and growth > ctx.threshold(
         EXPLODING_GROWTH, EXPLODING_GROWTH_STUCK
@@ -256,31 +300,20 @@ def detect_exploding_gradients(ctx):
         return None
     parts = []
     if blowup is not None:
-        before, layer, growth, spread = blowup
-        parts.append(
-            "at the first record (step %d) the outputs of layer %s spread %s wider than those"
-            " of %s before it (std %s): the weights are initialized too wide, and the signal"
-            " and its gradients grow at every layer"
-            % (int(series.steps[0]), layer, fmt_ratio(growth), before, fmt(spread))
-        )
-        start = ctx.train_shape.head if ctx.train_shape is not None else None
-        if ctx.chance_loss and start is not None and start > ctx.chance_loss:
-            parts[-1] += "; the loss started at %s, %s the chance level %s" % (
-                fmt(start),
-                fmt_ratio(start / ctx.chance_loss),
-                fmt(ctx.chance_loss),
-            )
+        parts.append(_blowup_words(ctx, series, blowup))
     if huge_at_init:
         parts.append(
             "at the first record (step %d) the total gradient norm is already %s"
             % (int(series.steps[0]), fmt(initial_norm))
         )
+    first_label = labels[found[2]] if found is not None else None
     if across_depth:
         parts.append(
             "from the first records, the first layer's (%s) gradient norm is %s the last"
-            " layer's (%s)" % (labels[first], fmt_ratio(depth_ratio), labels[last])
+            " layer's (%s)" % (first_label, fmt_ratio(depth_ratio), labels[found[3]])
         )
     if over_time:
+        finite_total = total[np.isfinite(total) & (total > 0)]
         parts.append(
             "the total gradient norm grew %s from %s early on to %s at step %d"
             % (
@@ -294,29 +327,21 @@ def detect_exploding_gradients(ctx):
     if first_nonfinite_step is not None:
         explanation += " Gradients turned NaN/Inf at step %d." % first_nonfinite_step
     explanation += " Each update then overshoots, so the loss cannot settle."
+    what = _exploding_title(blowup, initial_norm if huge_at_init else None, depth_ratio, growth)
+    at_init = bool(across_depth or huge_at_init or blowup)
     return Finding(
         cause=causes.EXPLODING_GRADIENTS,
         severity=causes.CRITICAL if first_nonfinite_step is not None else causes.WARNING,
         confidence=0.85 if across_depth and over_time else 0.7,
-        title="Gradients explode (%s)"
-        % (
-            "the signal grows %s at layer %s from the first record"
-            % (fmt_ratio(blowup[2]), blowup[1])
-            if blowup is not None and not across_depth
-            else "norm %s at the first record" % fmt(initial_norm)
-            if huge_at_init and not across_depth
-            else "%s larger at the input than at the output" % fmt_ratio(depth_ratio)
-            if across_depth
-            else "%s growth during training" % fmt_ratio(growth)
-        ),
+        title="Gradients explode (%s)" % what,
         explanation=explanation,
-        first_step=int(series.steps[0]) if across_depth or huge_at_init or blowup else peak_step,
-        layers=[labels[first]] if across_depth else [blowup[1]] if blowup else [],
+        first_step=int(series.steps[0]) if at_init else peak_step,
+        layers=[first_label] if across_depth else [blowup[1]] if blowup else [],
         evidence={
             "series": [metadata.tag(metadata.GRAD_NORM)],
             "depth_ratio": depth_ratio,
             "growth": growth,
-            "at_init": bool(across_depth or huge_at_init or blowup),
+            "at_init": at_init,
             "initial_norm": initial_norm,
             "forward_growth": None if blowup is None else blowup[2],
             "nonfinite_step": first_nonfinite_step,

@@ -214,44 +214,60 @@ def _divergence(ctx):
     return None
 
 
+def _step_size(ctx):
+    """(ratio, ratio series, early ratio): the update/weight ratio the step size is judged by.
+
+    The median over records, raised to an early ratio where the first steps
+    were huge: huge first steps after which most layers never move again
+    threw the weights where the units died, and huge steps sustained over the
+    first records (one large warm-start step of Adam is not) may leave later
+    records quiet because the steps killed what they moved.
+    """
+    ratio, ratio_series = _median_update_ratio(ctx)
+    early_ratio, early_typical = _early_update_ratios(ctx)
+    if early_ratio is not None and (
+        early_ratio > EARLY_UPDATE_RATIO_EXTREME
+        or (early_ratio > UPDATE_RATIO_EXTREME and _mostly_still(ctx))
+    ):
+        ratio = max(ratio or 0.0, early_ratio)
+    elif early_typical is not None and early_typical > UPDATE_RATIO_EXTREME:
+        early_ratio = early_typical
+        ratio = max(ratio or 0.0, early_typical)
+    return ratio, ratio_series, early_ratio
+
+
+def _curve_symptoms(ctx):
+    """(spike steps, divergence, unrecovered jump) of the training loss."""
+    return _spikes(ctx), _divergence(ctx), _unrecovered_jump(ctx)
+
+
 def detect_lr_too_high(ctx):
     """Steps too large: huge update ratios, loss spikes or divergence."""
     spike = _learning_rate_spike(ctx)
     if spike is not None:
         return _spike_finding(ctx, spike)
-    ratio, ratio_series = _median_update_ratio(ctx)
-    spikes = _spikes(ctx)
-    divergence = _divergence(ctx)
-    jump = _unrecovered_jump(ctx)
+    ratio, ratio_series, early_ratio = _step_size(ctx)
+    spikes, divergence, jump = _curve_symptoms(ctx)
     curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None or jump is not None
-    early_ratio, early_typical = _early_update_ratios(ctx)
-    if early_ratio is not None and (
-        early_ratio > EARLY_UPDATE_RATIO_EXTREME
-        # Huge first steps after which most layers never move again: the
-        # steps threw the weights where the units died.
-        or (early_ratio > UPDATE_RATIO_EXTREME and _mostly_still(ctx))
-    ):
-        ratio = max(ratio or 0.0, early_ratio)
-    elif early_typical is not None and early_typical > UPDATE_RATIO_EXTREME:
-        # Huge steps sustained over the first records (one large warm-start
-        # step of Adam is not): later records may be quiet because the
-        # steps killed what they moved.
-        early_ratio = early_typical
-        ratio = max(ratio or 0.0, early_typical)
-    extreme_bar = ctx.threshold(UPDATE_RATIO_EXTREME, UPDATE_RATIO_EXTREME_STUCK)
-    extreme = ratio is not None and ratio > extreme_bar
-    moderate = extreme and not ratio > UPDATE_RATIO_EXTREME
+    extreme = ratio is not None and ratio > ctx.threshold(
+        UPDATE_RATIO_EXTREME, UPDATE_RATIO_EXTREME_STUCK
+    )
     high = ratio is not None and ratio > UPDATE_RATIO_HIGH
-    spike_then_flat = _spike_then_flat(ctx) if not (extreme or curve_symptom) else None
-    if spike_then_flat is not None:
-        return _spike_then_flat_finding(ctx, spike_then_flat)
     if not (extreme or curve_symptom):
-        return None
+        spike_then_flat = _spike_then_flat(ctx)
+        return None if spike_then_flat is None else _spike_then_flat_finding(ctx, spike_then_flat)
     if curve_symptom and ratio is not None and not high:
         # The weights moved at a healthy pace: spikes come from elsewhere
         # (bad batches, exploding gradients), not from the step size.
         return None
+    return _too_high_finding(
+        ctx, ratio, ratio_series, early_ratio, (spikes, divergence, jump), extreme, high
+    )
 
+
+def _too_high_parts(ctx, ratio, early_ratio, symptoms):
+    """The explanation's evidence, one clause each."""
+    spikes, divergence, jump = symptoms
     parts = []
     if early_ratio is not None and ratio == early_ratio:
         parts.append(
@@ -294,6 +310,14 @@ def detect_lr_too_high(ctx):
                 fmt(best),
             )
         )
+    return parts
+
+
+def _too_high_finding(ctx, ratio, ratio_series, early_ratio, symptoms, extreme, high):
+    spikes, divergence, jump = symptoms
+    curve_symptom = len(spikes) >= MIN_SPIKES or divergence is not None or jump is not None
+    moderate = extreme and not ratio > UPDATE_RATIO_EXTREME
+    parts = _too_high_parts(ctx, ratio, early_ratio, symptoms)
     learning_rate = _current_learning_rate(ctx)
     explanation = "The learning rate is too high: " + "; ".join(parts) + "."
     if moderate:

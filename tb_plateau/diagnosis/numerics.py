@@ -69,6 +69,24 @@ def _loss_before_nonfinite(ctx):
     return float(values[-1] / ctx.train_shape.head)
 
 
+def _what_broke(ctx, source, growth):
+    """Words on where the NaN/Inf came from: the data, a loss that grew, or a log of zero."""
+    if source in DATA_SOURCES:
+        return (
+            " They come from the training data itself, so every later value is"
+            " poisoned: clean the data before training."
+        )
+    if growth is not None and growth > 1:
+        return " The loss had grown %sx from its start before it broke." % fmt(growth)
+    if growth is not None:
+        return (
+            " The loss was %s before it broke, without growing first: look for a log,"
+            " division or square root of zero in the loss or a custom layer."
+            % fmt(ctx.train.values[np.isfinite(ctx.train.values)][-1])
+        )
+    return ""
+
+
 def detect_nonfinite(ctx):
     """NaN/Inf anywhere: the step, the first source in data-flow order, and the layer."""
     step, source, count = _source_at_first_step(ctx)
@@ -97,22 +115,10 @@ def detect_nonfinite(ctx):
     explanation = "NaN/Inf first appeared at step %d, in %s" % (step, where)
     if count:
         explanation += " (%s values)" % fmt(count)
-    explanation += "."
+    explanation += "." + _what_broke(ctx, source, growth)
     if source in DATA_SOURCES:
-        explanation += (
-            " They come from the training data itself, so every later value is"
-            " poisoned: clean the data before training."
-        )
         fixes = causes.fixes(causes.NONFINITE)[:1] + causes.fixes(causes.NONFINITE)[3:]
     else:
-        if growth is not None and growth > 1:
-            explanation += " The loss had grown %sx from its start before it broke." % fmt(growth)
-        elif growth is not None:
-            explanation += (
-                " The loss was %s before it broke, without growing first: look for a log,"
-                " division or square root of zero in the loss or a custom layer."
-                % fmt(ctx.train.values[np.isfinite(ctx.train.values)][-1])
-            )
         fixes = causes.fixes(causes.NONFINITE)[1:]
     return Finding(
         cause=causes.NONFINITE,

@@ -119,9 +119,7 @@ def _explains(root, symptom):
     if root.cause == c.NONFINITE:
         # NaN in the data poisons everything after it.
         return _from_data(root)
-    if _from_data(symptom):
-        return False
-    if symptom.cause not in c.PRODUCES.get(root.cause, ()):
+    if _from_data(symptom) or symptom.cause not in c.PRODUCES.get(root.cause, ()):
         return False
     if root.cause in _TRAINING_CAUSES and _at_init(symptom):
         return False
@@ -132,6 +130,11 @@ def _explains(root, symptom):
         # A mismatch kills units only where the output is (a ReLU output for
         # targets below zero); dead hidden layers have their own cause.
         return bool(symptom.evidence.get("output_layer"))
+    return _time_and_priority(root, symptom)
+
+
+def _time_and_priority(root, symptom):
+    """Of a cause and a finding it can produce: True unless time or the pair says otherwise."""
     timed = root.cause in _EVENTS and symptom.cause in _EVENTS
     root_step, symptom_step = _step(root), _step(symptom)
     if timed and root_step > symptom_step:

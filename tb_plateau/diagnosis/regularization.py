@@ -63,49 +63,41 @@ def _train_over_val(ctx):
     return 1.0 / (1.0 + gap) - 1.0
 
 
-def detect_over_regularization(ctx):
-    """Penalties, dropout or label smoothing so strong that the model cannot fit."""
-    config = ctx.config
-    if config.is_empty:
-        return None
-    share = _penalty_share(ctx)
+def _strongest_penalty(config):
+    """[layer, kind, coefficient] of the strongest weight penalty, or None."""
     penalties = config.penalties
-    strongest = max(penalties, key=lambda p: p[2]) if penalties else None
-    decay = config.weight_decay
-    dropout = [(name, rate) for name, rate in config.dropout_rates if rate >= STRONG_DROPOUT]
-    smoothing = config.label_smoothing
-    train_over_val = _train_over_val(ctx)
-    shrink = _weight_shrink(ctx)
+    return list(max(penalties, key=lambda p: p[2])) if penalties else None
 
-    parts = []
-    layers = []
+
+def _penalty_words(config, share, shrink):
+    """(words, layers) on weight penalties that dominate the loss or shrink the weights."""
+    penalties = config.penalties
+    strongest = _strongest_penalty(config)
+    if strongest is None:
+        return None
     heavy_share = share is not None and share >= PENALTY_SHARE
-    strong_and_shrinking = (
-        strongest is not None
-        and strongest[2] >= STRONG_PENALTY
-        and shrink is not None
-        and shrink < WEIGHT_SHRINK
+    shrinking = shrink is not None and shrink < WEIGHT_SHRINK
+    if not (heavy_share or (strongest[2] >= STRONG_PENALTY and shrinking)):
+        return None
+    words = "%s of %s is %s (usual coefficients: 1e-5 to 1e-3)" % (
+        strongest[1],
+        strongest[0],
+        fmt(strongest[2]),
     )
-    if strongest is not None and (heavy_share or strong_and_shrinking):
-        words = "%s of %s is %s (usual coefficients: 1e-5 to 1e-3)" % (
-            strongest[1],
-            strongest[0],
-            fmt(strongest[2]),
-        )
-        if share is not None:
-            words += "; the weight penalty is %s of the training loss" % percent(share)
-        if shrink is not None:
-            words += "; the weights' norm went to %s of its start" % percent(shrink)
-        parts.append(words)
-        layers += sorted({name for name, _, c in penalties if c >= STRONG_PENALTY})
-    if decay is not None and decay >= STRONG_WEIGHT_DECAY and shrink is not None:
-        if shrink < WEIGHT_SHRINK:
-            parts.append(
-                "the optimizer's weight decay is %s (AdamW's default is 0.004), and the"
-                " weights' norm shrank to %s of its start" % (fmt(decay), percent(shrink))
-            )
-    if dropout and train_over_val is not None and train_over_val >= DROPOUT_TRAIN_OVER_VAL:
-        parts.append(
+    if share is not None:
+        words += "; the weight penalty is %s of the training loss" % percent(share)
+    if shrink is not None:
+        words += "; the weights' norm went to %s of its start" % percent(shrink)
+    return words, sorted({name for name, _, c in penalties if c >= STRONG_PENALTY})
+
+
+def _dropout_words(ctx, dropout, train_over_val):
+    """(words, layers) on dropout that holds the training loss up or keeps units off."""
+    if not dropout:
+        return None
+    layers = [name for name, _ in dropout]
+    if train_over_val is not None and train_over_val >= DROPOUT_TRAIN_OVER_VAL:
+        words = (
             "dropout of %s (%s) leaves the training loss, measured with dropout on, %s above"
             " the validation loss"
             % (
@@ -114,18 +106,62 @@ def detect_over_regularization(ctx):
                 percent(train_over_val),
             )
         )
-        layers += [name for name, _ in dropout]
-    elif dropout and ctx.stuck:
-        parts.append(
-            "dropout of %s after %s keeps most units off at every training step"
-            % (fmt(max(rate for _, rate in dropout)), ", ".join(n for n, _ in dropout[:3]))
+        return words, layers
+    if ctx.stuck:
+        words = "dropout of %s after %s keeps most units off at every training step" % (
+            fmt(max(rate for _, rate in dropout)),
+            ", ".join(n for n, _ in dropout[:3]),
         )
-        layers += [name for name, _ in dropout]
-    if smoothing is not None and smoothing >= STRONG_LABEL_SMOOTHING and ctx.stuck:
-        parts.append(
-            "label smoothing of %s makes the targets nearly uniform (usual: 0.1), so even a"
-            " perfect model's loss stays near chance level" % fmt(smoothing)
-        )
+        return words, layers
+    return None
+
+
+def _decay_words(decay, shrink):
+    """(words, layers) on an optimizer weight decay that shrank the weights."""
+    if decay is None or decay < STRONG_WEIGHT_DECAY or shrink is None or shrink >= WEIGHT_SHRINK:
+        return None
+    words = (
+        "the optimizer's weight decay is %s (AdamW's default is 0.004), and the"
+        " weights' norm shrank to %s of its start" % (fmt(decay), percent(shrink))
+    )
+    return words, []
+
+
+def _smoothing_words(ctx, smoothing):
+    """(words, layers) on label smoothing so strong that even a perfect model stays stuck."""
+    if smoothing is None or smoothing < STRONG_LABEL_SMOOTHING or not ctx.stuck:
+        return None
+    words = (
+        "label smoothing of %s makes the targets nearly uniform (usual: 0.1), so even a"
+        " perfect model's loss stays near chance level" % fmt(smoothing)
+    )
+    return words, []
+
+
+def detect_over_regularization(ctx):
+    """Penalties, dropout or label smoothing so strong that the model cannot fit."""
+    config = ctx.config
+    if config.is_empty:
+        return None
+    share = _penalty_share(ctx)
+    decay = config.weight_decay
+    dropout = [(name, rate) for name, rate in config.dropout_rates if rate >= STRONG_DROPOUT]
+    smoothing = config.label_smoothing
+    train_over_val = _train_over_val(ctx)
+    shrink = _weight_shrink(ctx)
+
+    parts = []
+    layers = []
+    for found in (
+        _penalty_words(config, share, shrink),
+        _decay_words(decay, shrink),
+        _dropout_words(ctx, dropout, train_over_val),
+        _smoothing_words(ctx, smoothing),
+    ):
+        if found is not None:
+            parts.append(found[0])
+            layers += found[1]
+    heavy_share = share is not None and share >= PENALTY_SHARE
     # Dropout above the customary 0.5 that holds the training loss far above
     # the validation loss is evidence on its own: the model is fitted through a
     # mask that hides most of it. Not for a run that reached a good fit anyway.
@@ -156,7 +192,7 @@ def detect_over_regularization(ctx):
         evidence={
             "series": series,
             "penalty_share": share,
-            "strongest_penalty": list(strongest) if strongest else None,
+            "strongest_penalty": _strongest_penalty(config),
             "weight_decay": decay,
             "dropout": [list(d) for d in dropout],
             "label_smoothing": smoothing,
