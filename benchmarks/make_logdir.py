@@ -352,22 +352,25 @@ def write_run(run_dir, steps, layers, seed, shape=None):
         first = False
         if (i + 1) % RECORDS_PER_EPOCH == 0:
             epoch_loss = float(np.mean(series["loss"][i + 1 - RECORDS_PER_EPOCH : i + 1]))
-            epoch_values = []
-            for name, number in (("epoch/loss", epoch_loss), ("epoch/val_loss", epoch_loss * 1.05)):
-                v = summary_pb2.Summary.Value(tag=metadata.tag(name), tensor=_scalar_tensor(number))
-                if i + 1 == RECORDS_PER_EPOCH:
-                    v.metadata.CopyFrom(
-                        metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR)
-                    )
-                epoch_values.append(v)
-            events.append(
-                event_pb2.Event(
-                    wall_time=wall_time + i + 0.5,
-                    step=step,
-                    summary=summary_pb2.Summary(value=epoch_values),
-                )
-            )
+            first_epoch = i + 1 == RECORDS_PER_EPOCH
+            events.append(_epoch_event(epoch_loss, step, wall_time + i + 0.5, first_epoch))
     _write_events(run_dir, events)
+
+
+def _epoch_event(epoch_loss, step, wall_time, first_epoch):
+    """The event of an epoch's logs: its loss, and a validation loss 5% above it.
+
+    The first epoch's values carry the summary metadata.
+    """
+    epoch_values = []
+    for name, number in (("epoch/loss", epoch_loss), ("epoch/val_loss", epoch_loss * 1.05)):
+        v = summary_pb2.Summary.Value(tag=metadata.tag(name), tensor=_scalar_tensor(number))
+        if first_epoch:
+            v.metadata.CopyFrom(metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR))
+        epoch_values.append(v)
+    return event_pb2.Event(
+        wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=epoch_values)
+    )
 
 
 def _write_indexed_run(args):

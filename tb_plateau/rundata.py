@@ -219,9 +219,29 @@ def from_provider(data_provider, ctx, experiment_id, run, read_points=None):
         run_tag_filter=run_filter,
     ).get(run, {})
 
+    listing = list(plateau_scalars.items()) + list(plateau_tensors.items())
+    headers = _plateau_headers(listing, result)
+
+    scalar_tags = [t for t in plateau_scalars if t in headers]
+    if scalar_tags:
+        _read_plateau_scalars(read_points, scalar_tags, result)
+
+    tensor_tags = [t for t in plateau_tensors if t in headers]
+    if tensor_tags:
+        _read_plateau_tensors(read_points, tensor_tags, headers, result)
+
+    result.other_scalars = _read_other_scalars(data_provider, ctx, experiment_id, run, read_points)
+    return result
+
+
+def _plateau_headers(listing, result):
+    """{tag: metadata header} of the (tag, time series) pairs whose metadata parses.
+
+    The others are noted in `result.problems` and mark it incomplete.
+    """
     headers = {}
     unreadable = {}  # error message -> tags: one note per kind of error
-    for tag, time_series in list(plateau_scalars.items()) + list(plateau_tensors.items()):
+    for tag, time_series in listing:
         try:
             headers[tag] = metadata.parse_plugin_metadata(time_series.plugin_content)
         except metadata.MetadataError as e:
@@ -231,31 +251,35 @@ def from_provider(data_provider, ctx, experiment_id, run, read_points=None):
         what = tags[0] if len(tags) == 1 else "%d tags (%s)" % (len(tags), shown)
         result.problems.append("%s: %s" % (what, message))
         result.incomplete = True
+    return headers
 
-    scalar_tags = [t for t in plateau_scalars if t in headers]
-    if scalar_tags:
-        points = read_points(metadata.PLUGIN_NAME, scalar_tags, True)
-        for tag, (steps, values) in points.items():
-            name = metadata.short_name(tag)
-            if name is not None:
-                result.scalars[name] = series_from_points(steps, values)
 
-    tensor_tags = [t for t in plateau_tensors if t in headers]
-    if tensor_tags:
-        points = read_points(metadata.PLUGIN_NAME, tensor_tags, False)
-        for tag, (steps, arrays) in points.items():
-            name = metadata.short_name(tag)
-            if name == metadata.CONFIG:
-                result.config = _decode_config(arrays)
-            elif name is not None:
-                try:
-                    result.vectors[name] = _vector_from_points(steps, arrays, headers[tag])
-                except (TypeError, ValueError) as e:
-                    result.problems.append("%s: unreadable values (%s)" % (tag, e))
-                    result.incomplete = True
+def _read_plateau_scalars(read_points, tags, result):
+    """Reads the plugin's scalar tags into `result.scalars`, by short name."""
+    points = read_points(metadata.PLUGIN_NAME, tags, True)
+    for tag, (steps, values) in points.items():
+        name = metadata.short_name(tag)
+        if name is not None:
+            result.scalars[name] = series_from_points(steps, values)
 
-    result.other_scalars = _read_other_scalars(data_provider, ctx, experiment_id, run, read_points)
-    return result
+
+def _read_plateau_tensors(read_points, tags, headers, result):
+    """Reads the plugin's tensor tags into `result.config` and `result.vectors`.
+
+    A vector whose values do not fit its header is noted in `result.problems`
+    and marks it incomplete.
+    """
+    points = read_points(metadata.PLUGIN_NAME, tags, False)
+    for tag, (steps, arrays) in points.items():
+        name = metadata.short_name(tag)
+        if name == metadata.CONFIG:
+            result.config = _decode_config(arrays)
+        elif name is not None:
+            try:
+                result.vectors[name] = _vector_from_points(steps, arrays, headers[tag])
+            except (TypeError, ValueError) as e:
+                result.problems.append("%s: unreadable values (%s)" % (tag, e))
+                result.incomplete = True
 
 
 def _read_other_scalars(data_provider, ctx, experiment_id, run, read_points):

@@ -351,15 +351,19 @@ def test_generated_benchmark_logdir_is_sound(tmp_path):
         assert fast.vectors[metadata.GRAD_NORM].values.shape == (120, 3)
 
 
-def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
-    """Steps rewritten after a restart; a SessionLog.START purges what follows it."""
+def _write_restarted_run(run_dir, with_start):
+    """A run whose training restarted at step 5: loss 1.0 at steps 0-9, then 2.0 at 5-7.
+
+    With `with_start`, a SessionLog.START opens the run and the restart.
+    """
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.util import tensor_util
 
     def loss_event(step, value, with_metadata):
         v = summary_pb2.Summary.Value(
             tag=metadata.tag(metadata.BATCH_LOSS),
-            tensor=tensor_util_proto(value),
+            tensor=tensor_util.make_tensor_proto(np.float32(value)),
         )
         if with_metadata:
             v.metadata.CopyFrom(metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR))
@@ -367,27 +371,27 @@ def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
             step=step, wall_time=1.0 + step, summary=summary_pb2.Summary(value=[v])
         )
 
-    def tensor_util_proto(value):
-        from tensorboard.util import tensor_util
-
-        return tensor_util.make_tensor_proto(np.float32(value))
-
     def start(step):
         return event_pb2.Event(
             step=step, wall_time=50.0, session_log=event_pb2.SessionLog(status=1)
         )
 
+    writer = EventFileWriter(run_dir)
+    if with_start:
+        writer.add_event(start(0))
+    for step in range(10):
+        writer.add_event(loss_event(step, 1.0, step == 0))
+    if with_start:
+        writer.add_event(start(5))
+    for step in range(5, 8):
+        writer.add_event(loss_event(step, 2.0, False))
+    writer.close()
+
+
+def test_one_pass_reader_purges_a_restart_as_tensorboard_does(tmp_path):
+    """Steps rewritten after a restart; a SessionLog.START purges what follows it."""
     for name, with_start in (("plain", False), ("session", True)):
-        writer = EventFileWriter(str(tmp_path / name))
-        if with_start:
-            writer.add_event(start(0))
-        for step in range(10):
-            writer.add_event(loss_event(step, 1.0, step == 0))
-        if with_start:
-            writer.add_event(start(5))
-        for step in range(5, 8):
-            writer.add_event(loss_event(step, 2.0, False))
-        writer.close()
+        _write_restarted_run(str(tmp_path / name), with_start)
     for name in ("plain", "session"):
         fast = rundata.read_logdir_run(str(tmp_path), name)
         assert_same_run_data(fast, rundata.read_logdir_run_with_multiplexer(str(tmp_path), name))

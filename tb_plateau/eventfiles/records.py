@@ -342,6 +342,19 @@ def _fields(buffer, start, end):
             raise NoTemplate("field past its message")
 
 
+def _structure_bytes(record, variable):
+    """The structure bytes, as (start, end, bytes) between the variable regions."""
+    fixed = []
+    pos = 0
+    for begin, end in sorted(variable):
+        if begin > pos:
+            fixed.append((pos, begin, np.frombuffer(record, np.uint8, begin - pos, pos)))
+        pos = end
+    if pos < len(record):
+        fixed.append((pos, len(record), np.frombuffer(record, np.uint8, len(record) - pos, pos)))
+    return fixed
+
+
 @dataclasses.dataclass(frozen=True)
 class Slot:
     """One Summary.Value of a template: its tag and where its numbers lie."""
@@ -400,20 +413,28 @@ class RecordTemplate:
             raise NoTemplate("no summary values")
         self.slots = tuple(slots)
         self.tags = frozenset(slot.tag for slot in slots)
-        # The structure bytes, as (start, end, bytes) between the variable regions.
-        self._fixed = []
-        pos = 0
-        for begin, end in sorted(variable):
-            if begin > pos:
-                self._fixed.append((pos, begin, np.frombuffer(record, np.uint8, begin - pos, pos)))
-            pos = end
-        if pos < self.length:
-            self._fixed.append(
-                (pos, self.length, np.frombuffer(record, np.uint8, self.length - pos, pos))
-            )
+        self._fixed = _structure_bytes(record, variable)
 
     @staticmethod
     def _value(record, start, end, tensor_shape_pb2):
+        tag, tensor = RecordTemplate._tag_and_tensor(record, start, end)
+        dtype, shape, payload = RecordTemplate._tensor_layout(record, *tensor, tensor_shape_pb2)
+        if dtype not in _DTYPES or payload is None:
+            raise NoTemplate("not a float tensor")
+        shape = shape or ()
+        field, begin, stop = payload
+        if field == 5 and dtype != 1 or field == 6 and dtype != 2:
+            raise NoTemplate("float_val of another dtype")
+        slot = Slot(tag=tag, start=begin, dtype=_DTYPES[dtype], shape=shape)
+        # tensor_content holds the whole tensor; a repeated value holds every
+        # element (one value filling a larger tensor is left to the parser).
+        if stop - begin != slot.size or slot.size == 0:
+            raise NoTemplate("payload size")
+        return slot
+
+    @staticmethod
+    def _tag_and_tensor(record, start, end):
+        """A Summary.Value's tag and the (start, end) of its tensor; nothing else allowed."""
         tag = None
         tensor = None
         for field, wire, begin, stop in _fields(record, start, end):
@@ -428,10 +449,15 @@ class RecordTemplate:
                 raise NoTemplate("value field %d" % field)
         if not tag or tensor is None:
             raise NoTemplate("value without tag or tensor")
+        return tag, tensor
+
+    @staticmethod
+    def _tensor_layout(record, start, end, tensor_shape_pb2):
+        """A TensorProto's dtype, shape and payload (field, start, end); None where absent."""
         dtype = None
         shape = None
         payload = None  # (field, start, end)
-        for field, wire, begin, stop in _fields(record, *tensor):
+        for field, wire, begin, stop in _fields(record, start, end):
             if field == 1 and wire == _VARINT and dtype is None:
                 dtype, _ = _varint(record, begin, stop)
             elif field == 2 and wire == _BYTES and shape is None:
@@ -445,18 +471,7 @@ class RecordTemplate:
                 payload = (field, begin, stop)
             else:
                 raise NoTemplate("tensor field %d" % field)
-        if dtype not in _DTYPES or payload is None:
-            raise NoTemplate("not a float tensor")
-        shape = shape or ()
-        field, begin, stop = payload
-        if field == 5 and dtype != 1 or field == 6 and dtype != 2:
-            raise NoTemplate("float_val of another dtype")
-        slot = Slot(tag=tag, start=begin, dtype=_DTYPES[dtype], shape=shape)
-        # tensor_content holds the whole tensor; a repeated value holds every
-        # element (one value filling a larger tensor is left to the parser).
-        if stop - begin != slot.size or slot.size == 0:
-            raise NoTemplate("payload size")
-        return slot
+        return dtype, shape, payload
 
     def match(self, rows):
         """Which rows (uint8 [n, length], one record each) share the template's structure."""

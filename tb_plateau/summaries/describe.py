@@ -201,6 +201,37 @@ def _regularization_loss(model):
     return total
 
 
+def _layer_settings(layer):
+    """The layer's settings that it has: sizes and options, initializers, regularizers."""
+    settings = {}
+    for attr in (
+        "units",
+        "filters",
+        "kernel_size",
+        "rate",
+        "momentum",
+        "epsilon",
+        "output_dim",
+        "input_dim",
+        "use_bias",
+        "axis",
+        "strides",
+        "padding",
+    ):
+        value = getattr(layer, attr, None)
+        if value is not None and isinstance(value, (int, float, str, bool, tuple, list)):
+            settings[attr] = list(value) if isinstance(value, tuple) else value
+    for attr in ("kernel_initializer", "bias_initializer", "embeddings_initializer"):
+        init = getattr(layer, attr, None)
+        if init is not None:
+            settings[attr] = _initializer_name(init)
+    for attr in _REGULARIZER_ATTRS:
+        regularizer = getattr(layer, attr, None)
+        if regularizer is not None:
+            settings[attr] = _describe_regularizer(regularizer)
+    return settings
+
+
 def _describe_layers(model):
     layers = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
@@ -218,31 +249,7 @@ def _describe_layers(model):
             else None,
             "nested": not _is_leaf(layer),
         }
-        for attr in (
-            "units",
-            "filters",
-            "kernel_size",
-            "rate",
-            "momentum",
-            "epsilon",
-            "output_dim",
-            "input_dim",
-            "use_bias",
-            "axis",
-            "strides",
-            "padding",
-        ):
-            value = getattr(layer, attr, None)
-            if value is not None and isinstance(value, (int, float, str, bool, tuple, list)):
-                entry[attr] = list(value) if isinstance(value, tuple) else value
-        for attr in ("kernel_initializer", "bias_initializer", "embeddings_initializer"):
-            init = getattr(layer, attr, None)
-            if init is not None:
-                entry[attr] = _initializer_name(init)
-        for attr in _REGULARIZER_ATTRS:
-            regularizer = getattr(layer, attr, None)
-            if regularizer is not None:
-                entry[attr] = _describe_regularizer(regularizer)
+        entry.update(_layer_settings(layer))
         if cls == "Lambda":
             entry["function"] = _fn_name(getattr(layer, "function", None))
         try:
