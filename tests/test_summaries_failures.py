@@ -279,3 +279,37 @@ def test_a_read_only_log_dir_is_refused_by_name(tiny_disk):
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     with pytest.raises(ValueError, match="log_dir .*run.* cannot be written.*Read-only"):
         summaries.PlateauCallback(tiny_disk / "run")
+
+
+def test_the_writer_needs_no_tensorflow(tmp_path):
+    """The event writer (what a recording front end for another framework would use) imports
+    and writes with TensorFlow blocked; what it writes reads back as a run."""
+    code = textwrap.dedent(
+        """
+        import builtins, sys
+        real = builtins.__import__
+        def block(name, *args, **kwargs):
+            if name.split(".")[0] == "tensorflow":
+                raise ImportError("blocked: " + name)
+            return real(name, *args, **kwargs)
+        builtins.__import__ = block
+        from tb_plateau.summaries.writer import _RunWriter
+        run = _RunWriter(sys.argv[1], every_n_steps=10)
+        assert [s for s in range(25) if run.is_due(s)] == list(range(25))  # until the config
+        run.write(0, scalars=[("batch_loss", 2.0)], vectors=[("grad_norm", [1.0, 2.0],
+                  ["a", "b"], {})], config={"batch_size": 4})
+        assert not run.needs_config
+        assert [s for s in range(25) if run.is_due(s)] == [0, 10, 20]
+        run.write(10, scalars=[("batch_loss", 1.0)], vectors=[("grad_norm", [0.5, 1.0],
+                  ["a", "b"], {})])
+        run.flush()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    data = rundata.read_logdir_run(str(tmp_path), "run")
+    assert data.scalars[metadata.BATCH_LOSS].values.tolist() == [2.0, 1.0]
+    assert data.vectors[metadata.GRAD_NORM].labels == ["a", "b"]
+    assert data.config == {"batch_size": 4}

@@ -27,16 +27,29 @@ The package, one concern per module (imports run down this list):
   * `callback`: `PlateauCallback`; `recorder`: `Recorder`.
 """
 
-from tb_plateau.summaries.callback import PlateauCallback
-from tb_plateau.summaries.record import DEFAULT_EVERY_N_STEPS
-from tb_plateau.summaries.recorder import Recorder
-from tb_plateau.summaries.writer import write_config, write_scalar, write_vector
+import importlib
 
-__all__ = [
-    "DEFAULT_EVERY_N_STEPS",
-    "PlateauCallback",
-    "Recorder",
-    "write_config",
-    "write_scalar",
-    "write_vector",
-]
+# Public names, imported on first use: the writer (`writer`) and the contract
+# need no TensorFlow, so a front end for another framework can use them
+# without importing it; the Keras side imports TensorFlow when asked for.
+_PUBLIC = {
+    "DEFAULT_EVERY_N_STEPS": "record",
+    "PlateauCallback": "callback",
+    "Recorder": "recorder",
+    "write_config": "writer",
+    "write_scalar": "writer",
+    "write_vector": "writer",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    return getattr(importlib.import_module("tb_plateau.summaries." + module), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

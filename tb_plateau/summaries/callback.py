@@ -72,7 +72,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self._run is None:
-            self._run = _RunWriter(self.log_dir)
+            self._run = _RunWriter(self.log_dir, self.every_n_steps)
         self._sync_step()
         if self.model.built and self.model.trainable_variables:
             self._try_setup()
@@ -170,7 +170,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             self.model.train_function = None
 
     def _before_step(self, step):
-        due = step % self.every_n_steps == 0 or not self._run._config_written
+        due = self._run.is_due(step)
         if not (due or self._record_next):
             return False
         self._record_next = False
@@ -247,7 +247,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             step_nonfinite=step_stats[1:4] if loss_seen else (0.0, 0.0, 0.0),
         )
         config = None
-        if not self._run._config_written:
+        if self._run.needs_config:
             config = dict(self._config)
             batch = float(step_stats[4])
             config["batch_size"] = int(round(batch)) if math.isfinite(batch) else None

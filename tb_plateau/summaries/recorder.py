@@ -76,7 +76,7 @@ class Recorder:
         self.model = model
         self.optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
         self.loss = loss
-        self._run = _RunWriter(self.log_dir)
+        self._run = _RunWriter(self.log_dir, self.every_n_steps)
         self._index = None
         self._hooks = None
         self._weights_after_record = None
@@ -92,7 +92,7 @@ class Recorder:
 
     def should_record(self, step):
         """True on the steps whose statistics `record` writes."""
-        return int(step) % self.every_n_steps == 0 or not self._run._config_written
+        return self._run.is_due(step)
 
     def _ensure_index(self):
         if self._index is None:
@@ -201,7 +201,7 @@ class Recorder:
             step_nonfinite=step_nonfinite,
         )
         config = None
-        if not self._run._config_written:
+        if self._run.needs_config:
             config = guard.run("config", self._config, step, xs, ys, y_pred)
         self._run.write(step, scalars=scalars, vectors=vectors, config=config)
         if due:

@@ -10,7 +10,7 @@ import time
 import weakref
 
 import numpy as np
-import tensorflow as tf
+from tensorboard.compat import tf as _tb_tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
@@ -29,6 +29,8 @@ def _serialized(summary_metadata):
 
 def write_scalar(name, value, step):
     """Writes a tb_plateau scalar (e.g. `metadata.BATCH_LOSS`) at `step`."""
+    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
+
     md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR)
     return tf.summary.write(
         metadata.tag(name),
@@ -43,6 +45,8 @@ def write_vector(name, values, labels, step, **extra):
 
     `extra` are further header fields, e.g. ``sizes=[...]`` for gradient-zero counts.
     """
+    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
+
     values = np.asarray(values, dtype=np.float32).reshape(-1)
     if len(values) != len(labels):
         raise ValueError(
@@ -54,6 +58,8 @@ def write_vector(name, values, labels, step, **extra):
 
 def write_config(config, step=0):
     """Writes the configuration record (a JSON-serializable dict)."""
+    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
+
     text = json.dumps(config, default=_json_default, allow_nan=True)
     md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_TENSOR)
     return tf.summary.write(
@@ -83,8 +89,9 @@ class _RunWriter:
     its first value only, as TensorBoard's readers take it from there.
     """
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir, every_n_steps):
         self.log_dir = log_dir
+        self.every_n_steps = every_n_steps
         self._writer = None
         self.guard = _Guard()
         self._config_written = False
@@ -92,6 +99,16 @@ class _RunWriter:
         self._write_failed = False
         self._tags_with_metadata = set()
         atexit.register(_flush_at_exit, weakref.ref(self))
+
+    def is_due(self, step):
+        """True when `step` is to be recorded: every `every_n_steps`, and any step until the
+        first record (with the configuration) is written."""
+        return int(step) % self.every_n_steps == 0 or self.needs_config
+
+    @property
+    def needs_config(self):
+        """True until the run's configuration record is written."""
+        return not self._config_written
 
     def _get_writer(self):
         if self._writer is None:
@@ -210,14 +227,14 @@ class _EventFile:
     def __init__(self, log_dir):
         from tensorboard.summary.writer.record_writer import RecordWriter
 
-        tf.io.gfile.makedirs(log_dir)
+        _tb_tf.io.gfile.makedirs(log_dir)
         name = "events.out.tfevents.%010d.%s.%s.%s.plateau" % (
             time.time(),
             socket.gethostname(),
             os.getpid(),
             next(self._uid),
         )
-        self._file = tf.io.gfile.GFile(os.path.join(log_dir, name), "wb")
+        self._file = _tb_tf.io.gfile.GFile(os.path.join(log_dir, name), "wb")
         self._records = RecordWriter(self._file)
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         self.flush()
