@@ -226,19 +226,22 @@ def test_filter_and_selection_survive_reload(tab):
     assert tab.frame.locator(".pl-filter").input_value() == "trained"
 
 
-def test_narrow_width_has_no_horizontal_scroll(browser, tensorboard):
-    narrow = Tab(browser, tensorboard, width=600, height=900)
+@pytest.mark.parametrize("width", [1400, 900, 600])
+def test_no_horizontal_scroll_at_any_width(browser, tensorboard, width):
+    """The run page fits a wide screen, a laptop half-screen and a narrow window; a
+    screenshot of each is kept."""
+    tab = Tab(browser, tensorboard, width=width, height=900)
     try:
-        narrow.select(plugin_logdirs.BROKEN_RUN)
-        _wait_for_charts(narrow, 1)
-        overflow = narrow.page.evaluate(
+        tab.select(plugin_logdirs.BROKEN_RUN)
+        _wait_for_charts(tab, 1)
+        overflow = tab.page.evaluate(
             "() => { const d = document.querySelector('iframe').contentDocument.documentElement;"
             " return d.scrollWidth - d.clientWidth; }"
         )
         assert overflow <= 1
-        narrow.screenshot("plateau-narrow.png")
+        tab.screenshot("plateau-width-%d.png" % width)
     finally:
-        narrow.close()
+        tab.close()
 
 
 def _hover_every_chart(tab):
