@@ -44,6 +44,7 @@ from tb_plateau.diagnosis import (
     causes,
     configuration,
     context,
+    convergence,
     gradients,
     learning_rate,
     loss_curve,
@@ -83,6 +84,7 @@ DETECTORS = (
     + activations.DETECTORS
     + regularization.DETECTORS
     + loss_curve.DETECTORS
+    + convergence.DETECTORS
 )
 
 NOT_RECORDED_NOTE = (
