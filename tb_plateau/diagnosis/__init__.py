@@ -41,6 +41,7 @@ import numpy as np
 
 from tb_plateau.diagnosis import (
     activations,
+    batchnorm,
     causes,
     configuration,
     context,
@@ -79,6 +80,7 @@ INCOMPLETE = "incomplete"
 DETECTORS = (
     numerics.DETECTORS
     + configuration.DETECTORS
+    + batchnorm.DETECTORS
     + learning_rate.DETECTORS
     + gradients.DETECTORS
     + activations.DETECTORS
