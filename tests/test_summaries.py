@@ -593,3 +593,43 @@ def test_weight_penalty_and_regularizers_are_recorded(tmp_path):
     (hidden,) = [layer for layer in data.config["layers"] if layer.get("units") == 16]
     assert hidden["kernel_regularizer"]["class"] == "L2"
     assert hidden["kernel_regularizer"]["l2"] == pytest.approx(0.01)
+
+
+def test_a_batchnorm_frozen_before_it_had_statistics_is_named(tmp_path):
+    """A BatchNormalization frozen on a fresh model runs in inference mode with mean 0 and
+    variance 1 for ever: the recorder notes its untouched statistics, the diagnosis names it;
+    the same model with the layer trainable records statistics of its own and is not named."""
+    from tb_plateau import diagnosis
+
+    x, y = _data()
+    reports = {}
+    for frozen in (True, False):
+        keras.utils.set_random_seed(0)
+        norm = keras.layers.BatchNormalization(name="norm")
+        norm.trainable = not frozen
+        model = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                norm,
+                keras.layers.Dense(3),
+            ]
+        )
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        run = "frozen" if frozen else "trainable"
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=2,
+            verbose=0,
+            callbacks=[summaries.PlateauCallback(tmp_path / run, every_n_steps=4)],
+        )
+        data = _read(tmp_path, run)
+        (entry,) = [layer for layer in data.config["layers"] if layer["name"] == "norm"]
+        assert entry["trainable"] is not frozen
+        assert entry["moving_statistics_initial"] is True  # recorded before training moved them
+        reports[frozen] = diagnosis.diagnose(data)
+    named = [f for f in reports[True] if f.cause == "batchnorm_misuse"]
+    assert named and named[0].layers == ["norm"] and "frozen" in named[0].title
+    assert "batchnorm_misuse" not in [f.cause for f in reports[False]]

@@ -1,5 +1,5 @@
-"""Batch normalization misused: statistics from tiny batches, or moving statistics that
-inference uses but training never filled."""
+"""Batch normalization misused: statistics from tiny batches, moving statistics that
+inference uses but training never filled, or layers frozen before they had any."""
 
 import numpy as np
 
@@ -54,7 +54,56 @@ def detect_batchnorm_misuse(ctx):
             layers=names,
             evidence={"series": [], "batch_size": batch_size, "threshold": BATCHNORM_MIN_BATCH},
         )
+    frozen = _frozen_without_statistics(layers)
+    if frozen:
+        return _frozen_finding(ctx, frozen)
     return _batchnorm_inference_mismatch(ctx, layers, names)
+
+
+def _frozen_without_statistics(layers):
+    """Names of batch-normalization layers frozen with their initial moving statistics."""
+    return [
+        layer.get("name")
+        for layer in layers
+        if layer.get("trainable") is False and layer.get("moving_statistics_initial") is True
+    ]
+
+
+def _frozen_finding(ctx, names):
+    """Frozen BatchNormalization runs in inference mode: with mean 0 and variance 1 it never
+    normalizes anything, and being frozen it never learns its statistics."""
+    explanation = (
+        "BatchNormalization layer%s %s %s frozen (trainable=False) with %s initial moving"
+        " statistics (mean 0, variance 1). Keras runs a frozen BatchNormalization in"
+        " inference mode, during training too: %s never normalize%s anything, and being"
+        " frozen never learn%s the statistics of this data."
+        % (
+            "s" * (len(names) > 1),
+            ", ".join(names[:4]),
+            "are" if len(names) > 1 else "is",
+            "their" if len(names) > 1 else "its",
+            "they" if len(names) > 1 else "it",
+            "" if len(names) > 1 else "s",
+            "" if len(names) > 1 else "s",
+        )
+    )
+    if ctx.progress_reason:
+        explanation += " The training: %s." % ctx.progress_reason
+    return Finding(
+        cause=causes.BATCHNORM_MISUSE,
+        severity=causes.WARNING,
+        confidence=0.8,
+        title="BatchNormalization frozen before it had statistics (%s)" % ", ".join(names[:2]),
+        explanation=explanation,
+        first_step=int(ctx.train.steps[0]) if ctx.train is not None and len(ctx.train) else 0,
+        layers=names,
+        evidence={"series": [], "frozen_layers": names, "moving_statistics_initial": True},
+        fixes=[
+            "for layer in model.layers:\n"
+            "    if isinstance(layer, keras.layers.BatchNormalization):\n"
+            "        layer.trainable = True  # or load the statistics of the model it comes from",
+        ],
+    )
 
 
 def _batchnorm_inference_mismatch(ctx, layers, names):

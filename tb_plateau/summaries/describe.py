@@ -229,7 +229,24 @@ def _layer_settings(layer):
         regularizer = getattr(layer, attr, None)
         if regularizer is not None:
             settings[attr] = _describe_regularizer(regularizer)
+    initial = _moving_statistics_initial(layer)
+    if initial is not None:
+        settings["moving_statistics_initial"] = initial
     return settings
+
+
+def _moving_statistics_initial(layer):
+    """For a batch-normalization layer: True while its moving statistics are still their
+    initial mean 0 and variance 1 (never trained, never loaded), else False; None for others.
+    """
+    mean = getattr(layer, "moving_mean", None)
+    variance = getattr(layer, "moving_variance", None)
+    if mean is None or variance is None:
+        return None
+    try:
+        return bool(np.all(np.asarray(mean) == 0) and np.all(np.asarray(variance) == 1))
+    except Exception:  # noqa: BLE001 - a variable that cannot be read says nothing
+        return None
 
 
 def _describe_layers(model):
