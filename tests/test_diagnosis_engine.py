@@ -458,3 +458,38 @@ def test_the_diagnosis_imports_with_neither_tensorflow_nor_tensorboard():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(len(causes.CAUSE_IDS))
+
+
+def test_sigmoid_tanh_weights_wider_than_glorot_allows_saturate_from_the_start():
+    """An LSTM cell whose weights' RMS is 2.9 at the first record (Glorot gives any layer at
+    most 1) sums its inputs into the flat ends of tanh: named though its gates are not
+    recorded. The same norm reached by a huge first step is the step size's evidence."""
+    params = 1216
+    config = {
+        "layers": [
+            {
+                "name": "lstm_cell",
+                "path": "lstm/lstm_cell",
+                "class": "LSTMCell",
+                "activation": "tanh",
+                "params": params,
+            },
+            {"name": "out", "class": "Dense", "units": 3, "activation": None, "params": 51},
+        ],
+        "loss": {"name": "sparse_categorical_crossentropy", "from_logits": True},
+    }
+    n = 30
+    norms = np.tile([2.9 * math.sqrt(params), 0.2 * math.sqrt(51)], (n, 1))
+    for first_step_moved, named in ((1e-3, True), (0.9, False)):
+        updates = np.full((n, 2), 1e-3)
+        updates[0] = first_step_moved
+        run = _run(
+            _decaying(n=n, start=1.1, floor=0.95, rate=0.05),
+            config=config,
+            vectors={
+                metadata.WEIGHT_NORM: _vector(norms, ["lstm/lstm_cell", "out"]),
+                metadata.UPDATE_RATIO: _vector(updates, ["lstm/lstm_cell", "out"]),
+            },
+        )
+        causes_found = [f.cause for f in diagnosis.diagnose(run)]
+        assert (causes.SATURATED_ACTIVATIONS in causes_found) is named, causes_found

@@ -6,7 +6,7 @@ import numpy as np
 
 from tb_plateau import metadata
 from tb_plateau.diagnosis import causes
-from tb_plateau.diagnosis.finding import Finding, percent
+from tb_plateau.diagnosis.finding import Finding, fmt, percent
 
 # A layer is flagged when more than half of its units are dead (published
 # starting point: flag a layer above 50% dead).
@@ -136,8 +136,77 @@ def detect_dead_relu(ctx):
     )
 
 
+# Weights whose root mean square exceeds this are wider than Glorot's
+# initialization makes any layer (RMS sqrt(2 / (fan_in + fan_out)) <= 1): a
+# sigmoid/tanh layer so initialized sums inputs into its saturated range. The
+# evidence for saturation inside recurrent cells, whose gates are not recorded.
+SATURATING_WEIGHT_RMS = 2.0
+# ... read at the first record only when that step barely moved the weights
+# (a huge first step is the step size's evidence, not the initialization's).
+FIRST_STEP_UPDATE_RATIO = 0.1
+
+
+def _too_wide_saturating_layers(ctx):
+    """[(layer, weight RMS)] of sigmoid/tanh layers initialized wider than Glorot allows."""
+    norms = ctx.vector(metadata.WEIGHT_NORM)
+    if norms is None or not ctx.has_config:
+        return []
+    updates = ctx.vector(metadata.UPDATE_RATIO)
+    moved = {}
+    if updates is not None:
+        moved = dict(zip(updates.labels, np.nan_to_num(updates.values[0], nan=0.0)))
+    found = []
+    for i, label in enumerate(norms.labels):
+        layer = ctx.config.layer(label) or ctx.config.layer(label.split("/")[-1]) or {}
+        activation = str(layer.get("activation") or "").lower()
+        params = layer.get("params")
+        if activation not in SATURATING or not isinstance(params, int) or params <= 0:
+            continue
+        rms = float(norms.values[0, i]) / np.sqrt(params)
+        if rms > SATURATING_WEIGHT_RMS and moved.get(label, 0.0) < FIRST_STEP_UPDATE_RATIO:
+            found.append((label, rms))
+    return found
+
+
+def _too_wide_finding(ctx, found):
+    series = ctx.vector(metadata.WEIGHT_NORM)
+    details = ", ".join("%s %s" % (label, fmt(rms)) for label, rms in found[:6])
+    return Finding(
+        cause=causes.SATURATED_ACTIVATIONS,
+        severity=causes.WARNING,
+        confidence=0.7,
+        title="Sigmoid/tanh layer %s initialized too wide to leave saturation" % found[0][0],
+        explanation=(
+            "At the first record (step %d) the weights of sigmoid/tanh layers have a root mean"
+            " square of %s: beyond what Glorot initialization gives any layer (at most 1)."
+            " Each unit then sums its inputs far into the flat ends of its activation, where"
+            " almost no gradient passes (inside a recurrent cell, its gates too)."
+            % (int(series.steps[0]), details)
+            + (" The training: %s." % ctx.progress_reason if ctx.progress_reason else "")
+        ),
+        first_step=int(series.steps[0]),
+        layers=[label for label, _ in found],
+        evidence={
+            "series": [metadata.tag(metadata.WEIGHT_NORM)],
+            "weight_rms": {label: rms for label, rms in found},
+            "at_init": True,
+            "threshold": SATURATING_WEIGHT_RMS,
+        },
+    )
+
+
 def detect_saturated_activations(ctx):
-    """Hidden sigmoid/tanh layers whose outputs sit at their limits."""
+    """Hidden sigmoid/tanh layers whose outputs sit at their limits, or whose weights put
+    them there from the start."""
+    found = _saturated_outputs(ctx)
+    if found is not None:
+        return found
+    too_wide = _too_wide_saturating_layers(ctx)
+    return _too_wide_finding(ctx, too_wide) if too_wide else None
+
+
+def _saturated_outputs(ctx):
+    """Hidden sigmoid/tanh layers whose recorded outputs sit at their limits."""
     series, names = _activation_table(ctx, metadata.ACT_SATURATED_FRACTION)
     if series is None:
         return None
