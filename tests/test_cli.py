@@ -12,26 +12,12 @@ from tb_plateau import cli
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _write_scalars(logdir, tag, values):
-    """Event file with plain scalar summaries, written with TensorBoard's own writer (no TF)."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    writer = EventFileWriter(logdir)
-    for step, value in enumerate(values):
-        summary = summary_pb2.Summary(
-            value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]
-        )
-        writer.add_event(event_pb2.Event(step=step, wall_time=1.0 + step, summary=summary))
-    writer.close()
-
-
 @pytest.fixture
-def keras_logdir(tmp_path):
+def keras_logdir(tmp_path, write_scalars):
     train = [1.0 - 0.08 * i for i in range(12)]
     val = [1.0, 0.9, 0.8, 0.7, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
-    _write_scalars(str(tmp_path / "exp" / "train"), "epoch_loss", train)
-    _write_scalars(str(tmp_path / "exp" / "validation"), "epoch_loss", val)
+    write_scalars(str(tmp_path / "exp" / "train"), "epoch_loss", train)
+    write_scalars(str(tmp_path / "exp" / "validation"), "epoch_loss", val)
     return str(tmp_path)
 
 

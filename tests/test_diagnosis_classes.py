@@ -230,14 +230,6 @@ def test_shuffled_training_labels_with_a_clean_validation_set_is_no_signal(tmp_p
             assert "consequence of" in finding["explanation"]
 
 
-def _write_scalars(logdir, tag, values):
-    writer = tf.summary.create_file_writer(str(logdir))
-    with writer.as_default():
-        for step, value in enumerate(values):
-            tf.summary.scalar(tag, float(value), step=step)
-    writer.close()
-
-
 def _numpy_softmax_regression(rng, lr, steps, classes=6, features=12):
     """A real softmax regression trained by full-batch gradient descent in numpy (a
     framework tb_plateau does not record): returns the loss of every step."""
@@ -257,11 +249,11 @@ def _numpy_softmax_regression(rng, lr, steps, classes=6, features=12):
     return np.array(losses)
 
 
-def test_a_flat_log_from_another_framework_is_stuck_and_gets_neutral_fixes(tmp_path):
+def test_a_flat_log_from_another_framework_is_stuck_and_gets_neutral_fixes(tmp_path, write_scalars):
     """A numpy training at a learning rate of 1e-7 logged as "Loss/train": flat from the
     start, so never healthy; no class count is asserted and no Keras code is offered."""
     losses = _numpy_softmax_regression(np.random.default_rng(48), lr=1e-7, steps=60)
-    _write_scalars(tmp_path, "Loss/train", losses)
+    write_scalars(tmp_path, "Loss/train", losses)
     report = _report(tmp_path)
     assert report["verdict"] != "healthy", report
     (top, *_) = _serious(report)
