@@ -67,7 +67,7 @@ def read_run(logdir, run, run_names):
 
 
 def diagnose_logdir(logdir, only_run=None):
-    """The design's {"runs": [...]} object for a logdir."""
+    """The {"runs": [...]} object of `tb-plateau diagnose --json` for a logdir."""
     from tb_plateau import diagnosis
 
     if "://" not in logdir and not os.path.isdir(logdir):

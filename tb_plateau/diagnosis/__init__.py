@@ -4,9 +4,9 @@ No TensorFlow, no TensorBoard, no I/O: the Plateau tab and `tb-plateau
 diagnose` both call `diagnose` / `run_report`, so they never disagree.
 
     findings = diagnose(run_data)   # [Finding], most likely root cause first
-    report = run_report(run_data)   # the design's run object, JSON-ready
+    report = run_report(run_data)   # the run object of `--json` and /diagnosis
 
-`run_report` returns exactly the design's run object
+`run_report` returns the public run object
 ``{"run", "verdict", "findings"}``, then ``"schema_version"``, ``"status"``
 (what a reader shows: see `display_status`), ``"loss_series"`` (the training
 and validation loss curves the diagnosis read, by run and tag, when the run
@@ -22,7 +22,7 @@ has a loss), ``"drawing"`` (for each cause found, what the tab draws: see
 A run whose data could not all be read (`run_data.incomplete`: a corrupt
 record hides the rest of a file, plateau data from a newer version, an
 unreadable run) carries ``"incomplete": true`` and a first note saying so. Its
-verdict keeps the design's meaning, the worst severity among the findings on
+verdict keeps its public meaning, the worst severity among the findings on
 what was read, so that a non-healthy verdict always has a finding to show; but
 "healthy" with ``"incomplete": true`` is no clean bill of health: its status
 is "incomplete", and readers (the CLI's text report, the tab) say "not fully
@@ -267,7 +267,7 @@ def verdict(findings):
 
 
 def run_report(run_data):
-    """The design's run object for one run (see the module docstring for "notes")."""
+    """The public run object of one run (see the module docstring for its keys)."""
     findings, problems, notes, ctx = _diagnose(run_data)
     report = {
         "run": run_data.name,

@@ -55,7 +55,7 @@ class Finding:
         return causes.SEVERITY_RANK[self.severity]
 
     def to_dict(self):
-        """The design's finding object: plain JSON types (NaN/Inf kept as floats)."""
+        """The public finding object (README, "Diagnosis"): plain JSON types, NaN/Inf kept."""
         return {
             "cause": self.cause,
             "severity": self.severity,
