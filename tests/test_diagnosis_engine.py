@@ -79,7 +79,7 @@ def test_report_schema_and_json():
         "train": {"run": "exp", "tag": "plateau/batch_loss"},
         "validation": None,
     }
-    assert report["schema_version"] == causes.SCHEMA_VERSION == 2
+    assert report["schema_version"] == causes.SCHEMA_VERSION == 3
     assert report["findings"][0]["cause"] == "not_converged"
     finding = report["findings"][0]
     assert set(finding) == {

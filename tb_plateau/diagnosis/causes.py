@@ -36,8 +36,10 @@ OVER_REGULARIZATION = "over_regularization"
 UNEXPLAINED_PLATEAU = "unexplained_plateau"
 
 # The version of the report's schema (`run_report`). 2 added the cause ids
-# `over_regularization` and `unexplained_plateau`, and `schema_version` itself.
-SCHEMA_VERSION = 2
+# `over_regularization` and `unexplained_plateau`, and `schema_version` itself;
+# 3 moved what could not be read out of `notes` into `problems`, and added
+# `status`, `loss_series` and `drawing`.
+SCHEMA_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
