@@ -197,12 +197,25 @@ def test_hardware_and_numpy_checksums_agree():
 
 
 def _write(path, events):
+    """Writes `events` into a new event file of `path`, named to sort after the ones there.
+
+    Readers take a run's files in name order; TensorBoard's writer names them by the second
+    and a per-process counter, so two files written within one second may sort either way
+    (a counter of 10 sorts before 9).
+    """
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+    os.makedirs(path, exist_ok=True)
+    before = set(os.listdir(path))
     writer = EventFileWriter(path)
     for event in events:
         writer.add_event(event)
     writer.close()
+    (created,) = set(os.listdir(path)) - before
+    os.rename(
+        os.path.join(path, created),
+        os.path.join(path, "events.out.tfevents.%010d.test" % (len(before) + 1)),
+    )
 
 
 def _plateau_event(step, loss, grads, with_metadata):
