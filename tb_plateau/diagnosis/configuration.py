@@ -28,9 +28,6 @@ SPREAD_MIN_LARGEST_SCALE = 3.0
 # Labels with a spread this small cannot be told apart by a squared error the
 # optimizer can see (float32 and typical loss scales).
 TINY_LABEL_STD = 1e-3
-# Labels all alike say the labels are constant only in a sample this large
-# (16 draws of 3 balanced classes are all one class with probability 7e-8).
-MIN_LABEL_SAMPLE = 16  # labels
 
 # Tolerance on "labels within the output's range".
 RANGE_TOLERANCE = 0.01
@@ -410,7 +407,7 @@ def detect_uninformative_labels(ctx):
     distinct = config.distinct_labels
     label_min, label_max = config.label_range
     sample = config.label_sample_size
-    if sample is not None and sample < MIN_LABEL_SAMPLE:
+    if sample is not None and sample < configview.MIN_LABEL_SAMPLE:
         return None  # two labels alike say nothing about the rest
     if (std is not None and std == 0) or (config.is_cross_entropy and distinct == 1):
         value = fmt(label_min) if label_min is not None else "?"

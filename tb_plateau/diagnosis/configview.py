@@ -92,8 +92,10 @@ _SHAPE_ONLY_LAYERS = frozenset(
 )
 
 
-# Class frequencies are read from a label sample of at least this many labels.
-MIN_FREQUENCY_SAMPLE = 16  # labels
+# A label sample smaller than this says nothing about the labels' distribution:
+# neither their class frequencies nor that they are all alike (16 draws of 3
+# balanced classes are all one class with probability 7e-8).
+MIN_LABEL_SAMPLE = 16  # labels
 
 
 def _canon(name):
@@ -380,7 +382,7 @@ class ConfigView:
         if not counts:
             return None
         counts = np.asarray(counts, float)
-        if counts.sum() < MIN_FREQUENCY_SAMPLE:
+        if counts.sum() < MIN_LABEL_SAMPLE:
             return None  # a handful of labels says little about their frequencies
         return counts / counts.sum()
 

@@ -226,7 +226,8 @@ def _early_depth_ratio(found):
 
 
 def _growth_over_time(series, total):
-    """(growth of the total norm over its early level, step of the peak), or (None, None).
+    """(growth of the total norm over its early level, step of the peak, the early level),
+    or (None, None, None).
 
     An explosion lasts: the record after the peak is as far above the early
     norm, or NaN/Inf, or the run ends there. One huge record followed by calm
@@ -235,7 +236,7 @@ def _growth_over_time(series, total):
     """
     finite_total = total[np.isfinite(total) & (total > 0)]
     if len(finite_total) < 3:
-        return None, None
+        return None, None, None
     early_norm = float(np.median(finite_total[:3]))
     peak = int(np.nanargmax(np.where(np.isfinite(total), total, -np.inf)))
     growth = float(total[peak] / early_norm) if early_norm > 0 else None
@@ -243,7 +244,7 @@ def _growth_over_time(series, total):
         after = total[peak + 1]
         if np.isfinite(after) and after / early_norm <= EXPLODING_GROWTH:
             growth = float(after / early_norm)
-    return growth, int(series.steps[peak])
+    return growth, int(series.steps[peak]), early_norm
 
 
 def _blowup_words(ctx, series, blowup):
@@ -288,7 +289,7 @@ def detect_exploding_gradients(ctx):
     first_nonfinite_step = _first_nonfinite_gradient_step(ctx)
     depth_ratio = _early_depth_ratio(found)
     total = _total_norm(values)
-    growth, peak_step = _growth_over_time(series, total)
+    growth, peak_step, early_norm = _growth_over_time(series, total)
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
     over_time = growth is not None and growth > ctx.threshold(
         EXPLODING_GROWTH, EXPLODING_GROWTH_STUCK
@@ -313,12 +314,11 @@ def detect_exploding_gradients(ctx):
             " layer's (%s)" % (first_label, fmt_ratio(depth_ratio), labels[found[3]])
         )
     if over_time:
-        finite_total = total[np.isfinite(total) & (total > 0)]
         parts.append(
             "the total gradient norm grew %s from %s early on to %s at step %d"
             % (
                 fmt_ratio(growth),
-                fmt(np.median(finite_total[:3])),
+                fmt(early_norm),
                 fmt(np.nanmax(total[np.isfinite(total)])),
                 peak_step,
             )
