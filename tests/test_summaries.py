@@ -525,6 +525,24 @@ def test_recorder_for_a_custom_loop(tmp_path):
     assert "call" not in vars(model.get_layer("hidden"))  # close() removed the wraps
 
 
+def test_public_writers_read_back_as_the_recorder_writes(tmp_path):
+    # The low-level writers into a `tf.summary` writer and the recorder share
+    # one value builder: the reader sees the same tags, labels and record.
+    writer = tf.summary.create_file_writer(str(tmp_path / "run"))
+    with writer.as_default():
+        summaries.write_config({"optimizer": {"name": "SGD"}, "batch_size": np.int64(4)})
+        summaries.write_scalar(metadata.BATCH_LOSS, 1.5, step=3)
+        summaries.write_vector(metadata.GRAD_NORM, [0.5, 2.0], ["a", "b"], step=3)
+        with pytest.raises(ValueError, match="write_vector.*grad_norm.*2 values for 3 labels"):
+            summaries.write_vector(metadata.GRAD_NORM, [0.5, 2.0], ["a", "b", "c"], step=4)
+    writer.close()
+    data = _read(tmp_path, "run")
+    assert data.config == {"optimizer": {"name": "SGD"}, "batch_size": 4}
+    assert data.scalars[metadata.BATCH_LOSS].values.tolist() == [1.5]
+    grad = data.vectors[metadata.GRAD_NORM]
+    assert grad.labels == ["a", "b"] and grad.values.tolist() == [[0.5, 2.0]]
+
+
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10", None])
 def test_bad_every_n_steps_is_named(tmp_path, bad):
     with pytest.raises(ValueError, match="every_n_steps"):

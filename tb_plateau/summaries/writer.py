@@ -20,51 +20,7 @@ from tb_plateau.summaries.guard import _Guard
 logger = logging.getLogger("tb_plateau")
 
 # --------------------------------------------------------------------------
-# Low-level writers
-
-
-def _serialized(summary_metadata):
-    return summary_metadata.SerializeToString()
-
-
-def write_scalar(name, value, step):
-    """Writes a tb_plateau scalar (e.g. `metadata.BATCH_LOSS`) at `step`."""
-    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
-
-    md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_SCALAR)
-    return tf.summary.write(
-        metadata.tag(name),
-        tf.constant(float(value), dtype=tf.float32),
-        step=step,
-        metadata=_serialized(md),
-    )
-
-
-def write_vector(name, values, labels, step, **extra):
-    """Writes a per-layer (or per-entry) statistic: `values[i]` belongs to `labels[i]`.
-
-    `extra` are further header fields, e.g. ``sizes=[...]`` for gradient-zero counts.
-    """
-    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
-
-    values = np.asarray(values, dtype=np.float32).reshape(-1)
-    if len(values) != len(labels):
-        raise ValueError(
-            "write_vector(%r): %d values for %d labels" % (name, len(values), len(labels))
-        )
-    md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_TENSOR, labels=labels, **extra)
-    return tf.summary.write(metadata.tag(name), values, step=step, metadata=_serialized(md))
-
-
-def write_config(config, step=0):
-    """Writes the configuration record (a JSON-serializable dict)."""
-    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
-
-    text = json.dumps(config, default=_json_default, allow_nan=True)
-    md = metadata.create_summary_metadata(summary_pb2.DATA_CLASS_TENSOR)
-    return tf.summary.write(
-        metadata.tag(metadata.CONFIG), tf.constant(text), step=step, metadata=_serialized(md)
-    )
+# Values: one builder for every writer
 
 
 def _json_default(value):
@@ -73,6 +29,61 @@ def _json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+def scalar_value(number):
+    """(array, data class, header) of one scalar statistic."""
+    return np.asarray(number, dtype=np.float32), summary_pb2.DATA_CLASS_SCALAR, {}
+
+
+def vector_value(values, labels, extra=None):
+    """(array, data class, header) of a per-layer statistic: `values[i]` belongs to `labels[i]`."""
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if len(values) != len(labels):
+        raise ValueError("%d values for %d labels" % (len(values), len(labels)))
+    return values, summary_pb2.DATA_CLASS_TENSOR, dict(extra or {}, labels=list(labels))
+
+
+def config_value(config):
+    """(array, data class, header) of the configuration record, JSON text."""
+    text = json.dumps(config, default=_json_default, allow_nan=True)
+    return np.array(text.encode("utf-8"), dtype=object), summary_pb2.DATA_CLASS_TENSOR, {}
+
+
+# --------------------------------------------------------------------------
+# Low-level writers into the default `tf.summary` writer
+
+
+def _tf_write(name, built, step):
+    import tensorflow as tf  # the default tf.summary writer is TensorFlow's
+
+    array, data_class, header = built
+    md = metadata.create_summary_metadata(data_class, **header)
+    return tf.summary.write(
+        metadata.tag(name), tf.constant(array), step=step, metadata=md.SerializeToString()
+    )
+
+
+def write_scalar(name, value, step):
+    """Writes a tb_plateau scalar (e.g. `metadata.BATCH_LOSS`) at `step`."""
+    return _tf_write(name, scalar_value(value), step)
+
+
+def write_vector(name, values, labels, step, **extra):
+    """Writes a per-layer (or per-entry) statistic: `values[i]` belongs to `labels[i]`.
+
+    `extra` are further header fields, e.g. ``sizes=[...]`` for gradient-zero counts.
+    """
+    try:
+        built = vector_value(values, labels, extra)
+    except ValueError as e:
+        raise ValueError("write_vector(%r): %s" % (name, e)) from None
+    return _tf_write(name, built, step)
+
+
+def write_config(config, step=0):
+    """Writes the configuration record (a JSON-serializable dict)."""
+    return _tf_write(metadata.CONFIG, config_value(config), step)
 
 
 # --------------------------------------------------------------------------
@@ -116,7 +127,8 @@ class _RunWriter:
             self._tags_with_metadata = set()  # each file names its tags' layers
         return self._writer
 
-    def _value(self, name, array, data_class, **header):
+    def _value(self, name, built):
+        array, data_class, header = built
         value = summary_pb2.Summary.Value(
             tag=metadata.tag(name), tensor=tensor_util.make_tensor_proto(array)
         )
@@ -126,23 +138,13 @@ class _RunWriter:
         return value
 
     def _scalar_value(self, name, number):
-        return self._value(
-            name, np.asarray(number, dtype=np.float32), summary_pb2.DATA_CLASS_SCALAR
-        )
+        return self._value(name, scalar_value(number))
 
     def _vector_value(self, name, values, labels, extra):
-        values = np.asarray(values, dtype=np.float32).reshape(-1)
-        if len(values) != len(labels):
-            raise ValueError("%d values for %d labels" % (len(values), len(labels)))
-        return self._value(name, values, summary_pb2.DATA_CLASS_TENSOR, labels=labels, **extra)
+        return self._value(name, vector_value(values, labels, extra))
 
     def _config_value(self, config):
-        text = json.dumps(config, default=_json_default, allow_nan=True)
-        return self._value(
-            metadata.CONFIG,
-            np.array(text.encode("utf-8"), dtype=object),
-            summary_pb2.DATA_CLASS_TENSOR,
-        )
+        return self._value(metadata.CONFIG, config_value(config))
 
     def _values(self, scalars, vectors, config):
         # One statistic that cannot be serialized stops alone.
