@@ -69,8 +69,8 @@ def _model():
 
 
 _SUMMARIES_MODULES = [
-    importlib.import_module("tb_plateau.summaries." + info.name)
-    for info in pkgutil.iter_modules(summaries.__path__)
+    importlib.import_module(info.name)
+    for info in pkgutil.walk_packages(summaries.__path__, "tb_plateau.summaries.")
 ]
 
 # (function to break, the statistic that stops, vectors that go missing)

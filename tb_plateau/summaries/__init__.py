@@ -16,15 +16,17 @@ each and stores them in variables. The recorded steps run that function; every
 other step runs Keras' own, unchanged. The wraps are removed at `on_train_end`.
 
 The package, one concern per module (imports run down this list):
-  * `stats`: pure TensorFlow reductions (gradient, activation, output, input and
-    label statistics) and the numpy summaries of weights and data;
-  * `describe`: the model's layers, loss, optimizer, inputs and outputs, for the
-    configuration record;
-  * `guard`: a recorder error never stops training;
-  * `writer`: tb_plateau's summaries into event files (TensorBoard's record writer);
-  * `hooks`: every patch of Keras internals, in one place;
-  * `record`: one record assembled from what the hooks stored;
-  * `callback`: `PlateauCallback`; `recorder`: `Recorder`.
+  * `guard`: a recorder error never stops training (no framework);
+  * `writer`: tb_plateau's summaries into event files (TensorBoard's record
+    writer, one value builder, "is this step due?"; no framework);
+  * `keras/`, the Keras front end:
+      - `stats`: pure TensorFlow reductions (gradient, activation, output, input
+        and label statistics) and the numpy summaries of weights and data;
+      - `describe`: the model's layers, loss, optimizer, inputs and outputs, for
+        the configuration record;
+      - `hooks`: every patch of Keras internals, in one place;
+      - `record`: one record assembled from what the hooks stored;
+      - `callback`: `PlateauCallback`; `recorder`: `Recorder`.
 """
 
 import importlib
@@ -33,9 +35,9 @@ import importlib
 # need no TensorFlow, so a front end for another framework can use them
 # without importing it; the Keras side imports TensorFlow when asked for.
 _PUBLIC = {
-    "DEFAULT_EVERY_N_STEPS": "record",
-    "PlateauCallback": "callback",
-    "Recorder": "recorder",
+    "DEFAULT_EVERY_N_STEPS": "keras.record",
+    "PlateauCallback": "keras.callback",
+    "Recorder": "keras.recorder",
     "write_config": "writer",
     "write_scalar": "writer",
     "write_vector": "writer",

@@ -6,17 +6,17 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
-from tb_plateau.summaries.describe import (
+from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
+from tb_plateau.summaries.keras.describe import (
     _current_learning_rate,
     _input_info,
     _ModelIndex,
     _output_info,
     _regularization_loss,
 )
-from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
-from tb_plateau.summaries.hooks import _Hooks, _is_finite_number, _StepVariables
-from tb_plateau.summaries.record import DEFAULT_EVERY_N_STEPS, _record_vectors, _static_config
-from tb_plateau.summaries.stats import _data_summary, _read_weights, _update_ratio
+from tb_plateau.summaries.keras.hooks import _Hooks, _is_finite_number, _StepVariables
+from tb_plateau.summaries.keras.record import DEFAULT_EVERY_N_STEPS, _record_vectors, _static_config
+from tb_plateau.summaries.keras.stats import _data_summary, _read_weights, _update_ratio
 from tb_plateau.summaries.writer import _RunWriter
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import threading
 import tensorflow as tf
 
 from tb_plateau.summaries.guard import _brief
-from tb_plateau.summaries.stats import (
+from tb_plateau.summaries.keras.stats import (
     _ACT_FIELDS,
     _FEATURE_FIELDS,
     _LABEL_FIELDS,

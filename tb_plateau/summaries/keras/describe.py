@@ -6,7 +6,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from tb_plateau.summaries.stats import _MAX_FEATURES, _var_key
+from tb_plateau.summaries.keras.stats import _MAX_FEATURES, _var_key
 
 _ACTIVATION_LAYER_NAMES = {
     "ReLU": "relu",

@@ -6,17 +6,17 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
-from tb_plateau.summaries.describe import (
+from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
+from tb_plateau.summaries.keras.describe import (
     _current_learning_rate,
     _describe_loss,
     _describe_optimizer,
     _ModelIndex,
     _output_info,
 )
-from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
-from tb_plateau.summaries.hooks import _class_slots, _Hooks
-from tb_plateau.summaries.record import DEFAULT_EVERY_N_STEPS, _record_vectors, _static_config
-from tb_plateau.summaries.stats import (
+from tb_plateau.summaries.keras.hooks import _class_slots, _Hooks
+from tb_plateau.summaries.keras.record import DEFAULT_EVERY_N_STEPS, _record_vectors, _static_config
+from tb_plateau.summaries.keras.stats import (
     _MAX_FEATURES,
     _data_summary,
     _feature_stats,

@@ -4,13 +4,13 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
-from tb_plateau.summaries.describe import (
+from tb_plateau.summaries.keras.describe import (
     _describe_layers,
     _describe_loss,
     _describe_optimizer,
     _output_info,
 )
-from tb_plateau.summaries.stats import _ACT_FIELDS, _OUTPUT_FIELDS, _weights_stats
+from tb_plateau.summaries.keras.stats import _ACT_FIELDS, _OUTPUT_FIELDS, _weights_stats
 
 # Training steps between two records. At 100, recording costs under 3% of a
 # small MLP's step time on a CPU (benchmarks/recording_overhead.py) while a
