@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_plateau import metadata, rundata, summaries
+from tb_plateau import diagnosis, metadata, rundata, summaries
 
 BATCH = 32
 
@@ -156,6 +156,49 @@ def test_configuration_record(tmp_path):
     assert (labels["min"], labels["max"]) == (0, 2)
 
 
+def test_reconstruction_targets_are_recorded_as_the_inputs(tmp_path):
+    # A classifier's labels match no input; an autoencoder's `fit(x, x)` targets are its
+    # inputs, so the diagnosis never says they carry no signal: a one-unit code that
+    # leaves the loss near the targets' variance is a capacity problem.
+    x, _ = _data(n=512, features=16)  # 16 independent features: one unit holds little of them
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dense(1),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dense(16),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(3e-3), "mse")
+    model.fit(
+        x,
+        x,
+        batch_size=BATCH,
+        epochs=8,
+        verbose=0,
+        validation_split=0.2,
+        callbacks=[summaries.PlateauCallback(tmp_path / "ae", every_n_steps=4)],
+    )
+    data = _read(tmp_path, "ae")
+    assert data.config["data"]["labels"][0]["input_match_fraction"] == 1.0
+    causes_named = [f.cause for f in diagnosis.diagnose(data)]
+    assert "no_signal" not in causes_named
+    assert causes_named[0] == "insufficient_capacity", causes_named
+    classifier = _half_dead_mlp()
+    classifier.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    classifier.fit(
+        *_data(),
+        batch_size=BATCH,
+        epochs=1,
+        verbose=0,
+        callbacks=[summaries.PlateauCallback(tmp_path / "clf", every_n_steps=100)],
+    )
+    labels = _read(tmp_path, "clf").config["data"]["labels"][0]
+    assert labels["input_match_fraction"] == 0.0
+
+
 def test_update_ratio_is_one_steps_update(tmp_path):
     x, y = _data()
     model = _half_dead_mlp()
@@ -196,9 +239,20 @@ def test_learning_rate_schedule_is_recorded_as_used(tmp_path):
         verbose=0,
         callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=4)],
     )
-    lr = _read(tmp_path, "run").scalars[metadata.LEARNING_RATE]
-    # Read after the recorded step's update: the schedule at step + 1.
-    np.testing.assert_allclose(lr.values, [0.1 * 0.5 ** (s + 1) for s in lr.steps], rtol=1e-5)
+    data = _read(tmp_path, "run")
+    lr = data.scalars[metadata.LEARNING_RATE]
+    # The rate the recorded step's update used: the schedule at that step (Keras'
+    # `optimizer.learning_rate`, read after the step, gives the next step's).
+    np.testing.assert_allclose(lr.values, [0.1 * 0.5**s for s in lr.steps], rtol=1e-5)
+    # ...which is the rate that moved the weights: SGD's update is lr * |g|.
+    updates = data.vectors[metadata.UPDATE_RATIO]
+    grad, weight = data.vectors[metadata.GRAD_NORM], data.vectors[metadata.WEIGHT_NORM]
+    moving = grad.values[:, 0] > 0
+    np.testing.assert_allclose(
+        updates.values[moving, 0],
+        lr.values[moving] * grad.values[moving, 0] / weight.values[moving, 0],
+        rtol=0.02,
+    )
 
 
 def test_nonfinite_inputs_are_counted_on_recorded_steps(tmp_path):

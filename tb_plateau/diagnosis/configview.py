@@ -96,6 +96,9 @@ _SHAPE_ONLY_LAYERS = frozenset(
 # neither their class frequencies nor that they are all alike (16 draws of 3
 # balanced classes are all one class with probability 7e-8).
 MIN_LABEL_SAMPLE = 16  # labels
+# Labels equal to an input on at least this share of their entries are that
+# input (a reconstruction's targets; a few NaNs may differ).
+TARGETS_ARE_INPUTS_MATCH = 0.99
 
 
 def _canon(name):
@@ -374,6 +377,14 @@ class ConfigView:
         if not labels:
             return None, None
         return _finite_float(labels.get("min")), _finite_float(labels.get("max"))
+
+    @property
+    def targets_are_inputs(self):
+        """True when the recorded labels equal an input entry for entry (an autoencoder's
+        `fit(x, x)`): such targets cannot lack signal about the inputs."""
+        labels = self.labels
+        match = _finite_float(labels.get("input_match_fraction")) if labels else None
+        return match is not None and match >= TARGETS_ARE_INPUTS_MATCH
 
     @property
     def class_frequencies(self):

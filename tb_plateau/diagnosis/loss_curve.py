@@ -93,6 +93,8 @@ def detect_chance_level(ctx):
     chance, how, tolerance = chance_of(ctx)
     if chance is None or chance <= 0:
         return None
+    if ctx.config.targets_are_inputs:
+        return None  # a reconstruction's targets carry all the inputs' information
     if not ctx.has_config and abs(shape.progress) > FLAT_PROGRESS:
         return None  # a guessed chance level counts only for a loss that never moved
     # A loss still falling steeply is on its way down, not staying at chance.
@@ -100,6 +102,7 @@ def detect_chance_level(ctx):
         abs(shape.tail - chance) / chance < tolerance
         and shape.best > chance * (1 - 2 * tolerance)
         and not ctx.falling_steeply
+        and not ctx.accelerating
     )
     val_never_better = False
     # (A small training set is memorized whatever its labels: that is overfitting.)

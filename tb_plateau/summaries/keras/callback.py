@@ -220,7 +220,9 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if "activations" in stored and "activations" not in guard.disabled:
             activations = values["activations"]
         scalars = [(metadata.BATCH_LOSS, step_stats[0])] if loss_seen else []
-        lr = guard.run("learning_rate", _current_learning_rate, self.model.optimizer)
+        lr = guard.run(
+            "learning_rate", _current_learning_rate, self.model.optimizer, step_taken=True
+        )
         if lr is not None:
             scalars.append((metadata.LEARNING_RATE, lr))
         if self._has_regularizers:

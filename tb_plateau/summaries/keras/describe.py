@@ -3,6 +3,7 @@ for the configuration record."""
 
 import collections
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -334,8 +335,19 @@ def _describe_optimizer(optimizer):
     }
 
 
-def _current_learning_rate(optimizer):
+def _current_learning_rate(optimizer, step_taken=False):
+    """The optimizer's learning rate as a float (NaN when it cannot be read).
+
+    With `step_taken`, the rate of the step the optimizer has just applied: a
+    schedule is read at `iterations - 1`, as Keras' own `learning_rate`
+    property reads it at `iterations`, the step to come.
+    """
     try:
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        schedule = getattr(inner, "_learning_rate", None)
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            step = inner.iterations - 1 if step_taken else inner.iterations
+            return float(np.asarray(schedule(tf.maximum(step, 0))))
         lr = optimizer.learning_rate
         if callable(lr) and not hasattr(lr, "numpy"):
             lr = lr(optimizer.iterations)

@@ -265,7 +265,7 @@ class _Hooks:
         if len(ys) == len(self.vars.label_counts):
             summaries = []
             for counts_var, tensor in zip(self.vars.label_counts, ys):
-                summary, counts = _label_stats(tensor, counts_var.shape[0])
+                summary, counts = _label_stats(tensor, counts_var.shape[0], xs)
                 summaries.append(summary)
                 counts_var.assign(counts * replicas)
             self.vars.label_summaries.assign(tf.stack(summaries))

@@ -184,7 +184,9 @@ class Recorder:
             0.0 if math.isfinite(loss_value) else 1.0,
         )
         if learning_rate is None and self.optimizer is not None:
-            learning_rate = guard.run("learning_rate", _current_learning_rate, self.optimizer)
+            learning_rate = guard.run(
+                "learning_rate", _current_learning_rate, self.optimizer, step_taken=True
+            )
         scalars = [(metadata.BATCH_LOSS, loss_value)]
         if learning_rate is not None:
             scalars.append((metadata.LEARNING_RATE, float(learning_rate)))
@@ -260,7 +262,7 @@ class Recorder:
         label_summaries, label_counts = [], []
         if len(ys) == len(units):
             for t, u in zip(ys, units):
-                summary, counts = _label_stats(t, _class_slots(u))
+                summary, counts = _label_stats(t, _class_slots(u), xs)
                 label_summaries.append(summary.numpy())
                 label_counts.append(counts.numpy())
         config["data"] = _data_summary(

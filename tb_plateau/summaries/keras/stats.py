@@ -39,6 +39,7 @@ _LABEL_FIELDS = (
     "unit_interval_fraction",
     "one_hot_row_fraction",
     "row_sum_mean",
+    "input_match_fraction",
 )
 
 
@@ -173,13 +174,18 @@ def _feature_stats(x, num_features):
     )
 
 
-def _label_stats(y, num_classes):
+def _label_stats(y, num_classes, inputs=()):
     """(summary [len(_LABEL_FIELDS)], class counts [num_classes]) of one label tensor.
+
+    `input_match_fraction`: the largest share of label entries equal to the
+    same entries of an input of the same shape (1 for an autoencoder's
+    `fit(x, x)`: its targets are its inputs, so they cannot lack signal).
 
     Class counts: for one-hot or probability labels (last axis == classes) the
     column sums; for integer labels the count of each id in [0, classes); for
     a single-unit output the counts of labels below and at/above 0.5.
     """
+    match = _input_match_fraction(y, inputs)
     y = _finite_only(_float32(y))
     rank = y.shape.rank or 0
     flat = tf.reshape(y, [-1])
@@ -204,6 +210,7 @@ def _label_stats(y, num_classes):
             unit,
             one_hot_rows,
             row_sum_mean,
+            match,
         ]
     )
     if last is not None and last == num_classes and num_classes > 1:
@@ -215,6 +222,23 @@ def _label_stats(y, num_classes):
         ids = tf.cast(tf.round(flat), tf.int32)
         counts = tf.reduce_sum(tf.one_hot(ids, num_classes, dtype=tf.float32), axis=0)
     return summary, counts
+
+
+def _input_match_fraction(y, inputs):
+    y = _float32(y)
+    matches = [tf.constant(0.0)]
+    for x in inputs:
+        x = _float32(x)
+        if x.shape.rank == y.shape.rank and x.shape.is_compatible_with(y.shape):
+            same = tf.reduce_all(tf.equal(tf.shape(x), tf.shape(y)))
+            matches.append(
+                tf.cond(
+                    same,
+                    lambda x=x: tf.reduce_mean(tf.cast(tf.equal(x, y), tf.float32)),
+                    lambda: tf.constant(0.0),
+                )
+            )
+    return tf.reduce_max(tf.stack(matches))
 
 
 def _read_weights(index):
