@@ -220,10 +220,53 @@ def test_finding_rejects_unknown_cause():
 
 def test_ranking_puts_roots_first():
     symptom = Finding("zero_gradient", "critical", 0.9, "zero")
-    root = Finding("dead_relu", "warning", 0.8, "dead", evidence={"at_init": True})
+    evidence = {"at_init": True, "dead_fraction": {"dense": 1.0}}
+    root = Finding("dead_relu", "warning", 0.8, "dead", evidence=evidence)
     ranked = ranking.rank([symptom, root])
     assert [f.cause for f in ranked] == ["dead_relu", "zero_gradient"]
     assert ranked[1].explained_by == "dead_relu"
+
+
+def test_partly_dead_units_explain_neither_zero_gradients_nor_tiny_steps():
+    # A layer a third dead still passes gradient through its live units.
+    for cause in ("zero_gradient", "lr_too_low"):
+        other = Finding(cause, "warning", 0.8, cause)
+        evidence = {"at_init": True, "dead_fraction": {"dense": 0.33}}
+        dead = Finding("dead_relu", "warning", 0.6, "dead", first_step=0, evidence=evidence)
+        ranked = ranking.rank([dead, other])
+        assert [f.explained_by for f in ranked] == [None, None]
+
+
+def test_gradients_large_in_a_saturated_layer_are_its_weights():
+    def findings(saturated_layer):
+        exploding = Finding(
+            "exploding_gradients",
+            "warning",
+            0.7,
+            "explode",
+            first_step=0,
+            layers=["rnn/cell"],
+            evidence={"at_init": True, "depth_ratio": 140.0},
+        )
+        saturated = Finding(
+            "saturated_activations",
+            "warning",
+            0.9,
+            "saturated",
+            first_step=0,
+            layers=[saturated_layer],
+            evidence={"at_init": True},
+        )
+        return ranking.rank([exploding, saturated])
+
+    # The same layer, from the first record: one fault (too-large weights), seen as saturation.
+    ranked = findings("rnn/cell")
+    assert [f.cause for f in ranked] == ["saturated_activations", "exploding_gradients"]
+    assert ranked[1].explained_by == "saturated_activations"
+    # Saturation elsewhere does not explain gradients blowing up in another layer.
+    ranked = findings("dense_3")
+    assert ranked[0].cause == "exploding_gradients"
+    assert ranked[1].explained_by == "exploding_gradients"
 
 
 def test_probabilities_as_logits_disproved_by_the_loss_is_only_a_note():
@@ -406,6 +449,45 @@ def test_a_short_run_still_falling_at_its_pace_is_not_converged_not_stuck():
     )
     findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
     assert findings[0].cause == "not_converged"
+
+
+def test_a_short_run_leaving_its_plateau_at_chance_is_not_converged_not_labels():
+    """Three epochs at chance level, each lower by more than the last (train and
+    validation): the run was stopped as it left its first plateau."""
+    counts = {"class_counts": [11, 10, 11], "distinct_classes": 3}
+    chance = math.log(3)
+    batches = chance - np.array([0.0, 0.001, 0.002, 0.004, 0.006, 0.009, 0.012, 0.016, 0.02])
+    run = _run(batches, config=_relu_config(**counts))
+    epochs = np.array([40, 80, 120])
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, chance - np.array([0.0, 0.006, 0.015])
+    )
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, chance - np.array([0.004, 0.01, 0.025])
+    )
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert [f.cause for f in findings][:1] == ["not_converged"]
+    assert "leaving its first plateau" in findings[0].explanation
+    # The same three epochs slowing down, and the run is at chance: stuck there.
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, chance - np.array([0.0, 0.009, 0.012])
+    )
+    assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_gradients_that_vanished_over_the_first_third_are_named_with_their_steps():
+    """Vanishing for the first third of the run, then the gap closes: the finding held."""
+    run = _run(np.r_[np.full(10, 1.1), np.linspace(1.1, 0.7, 20)])
+    rows = [[1e-6, 1e-4, 0.5]] * 10 + [[0.05, 0.05, 0.1]] * 20
+    run.vectors[metadata.GRAD_NORM] = _vector(rows, ["dense", "dense_1", "dense_2"])
+    (finding,) = [f for f in diagnosis.diagnose(run) if f.cause == "vanishing_gradients"]
+    assert finding.first_step == 0 and finding.evidence["until_step"] == 90
+    assert "until step 90" in finding.title and "500,000 times" in finding.explanation
+    # Vanishing only after the first third is for the whole-run medians to judge.
+    run.vectors[metadata.GRAD_NORM] = _vector(
+        rows[10:] + rows[:10], ["dense", "dense_1", "dense_2"]
+    )
+    assert "vanishing_gradients" not in [f.cause for f in diagnosis.diagnose(run)]
 
 
 def test_a_small_training_set_memorized_is_overfitting_not_labels_without_signal():

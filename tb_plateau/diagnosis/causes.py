@@ -397,7 +397,10 @@ PRODUCES = {
         SATURATED_ACTIVATIONS,
         UNEXPLAINED_PLATEAU,
     },
+    # Weights initialized too large pin bounded units at their limits, and the
+    # gradient of those weights is large with them (decided in `ranking`).
     SATURATED_ACTIVATIONS: {
+        EXPLODING_GRADIENTS,
         VANISHING_GRADIENTS,
         ZERO_GRADIENT,
         NO_SIGNAL,

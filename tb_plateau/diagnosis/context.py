@@ -47,6 +47,12 @@ FROZEN_ARRIVAL = 1.5  # x the frozen level
 # of the epoch before. Such a run is neither stuck nor converged: it was
 # stopped early (the not-converged check says so).
 STEEP_EPOCH_DROP = 0.05  # of the previous epoch's loss
+# Leaving its first plateau: a run of SHORT_RUN_EPOCHS or fewer whose training
+# loss fell every epoch, each time by more than the epoch before, the last by
+# at least this share (and whose validation loss ends at its lowest). It is
+# accelerating away from where it started: too short to call stuck.
+SHORT_RUN_EPOCHS = 5  # epochs
+ACCELERATING_LAST_DROP = 0.005  # of the previous epoch's loss
 
 
 @dataclasses.dataclass
@@ -77,6 +83,22 @@ class RunContext:
     def falling_steeply(self):
         """True when the epoch training loss fell steeply in the last epoch."""
         return self.epoch_train is not None and falls_steeply(self.epoch_train.values)
+
+    @property
+    def accelerating(self):
+        """True for a short run leaving its first plateau (see ACCELERATING_LAST_DROP)."""
+        if self.epoch_train is None:
+            return False
+        values = np.asarray(self.epoch_train.values, float)
+        if not 3 <= len(values) <= SHORT_RUN_EPOCHS or not np.isfinite(values).all():
+            return False
+        drops = -np.diff(values)
+        if not ((drops > 0).all() and (np.diff(drops) > 0).all()):
+            return False
+        if drops[-1] < ACCELERATING_LAST_DROP * values[-2]:
+            return False
+        val = None if self.val is None else np.asarray(self.val.values, float)
+        return val is None or not len(val) or bool(val[-1] <= np.nanmin(val))
 
     @property
     def stuck(self):
@@ -230,7 +252,7 @@ def _judge_progress(ctx):
             frozen[1],
         )
     fit, fit_name = _fit_curve(ctx)
-    if ctx.falling_steeply and not _validation_at_chance(ctx, fit, fit_name):
+    if ctx.accelerating or (ctx.falling_steeply and not _validation_at_chance(ctx, fit, fit_name)):
         # Still on its way down; but a training loss that falls while the
         # validation loss never leaves chance level is going nowhere.
         return None, ""

@@ -8,7 +8,7 @@ without tb_plateau; the configuration record names the narrow layer.
 import numpy as np
 
 from tb_plateau.diagnosis import causes
-from tb_plateau.diagnosis.context import TRAIN_VAL_GAP
+from tb_plateau.diagnosis.context import SHORT_RUN_EPOCHS, TRAIN_VAL_GAP
 from tb_plateau.diagnosis.finding import Finding, fmt, percent
 from tb_plateau.diagnosis.loss_curve import FLAT_PROGRESS, chance_of, curve_only_note, evidence_tags
 
@@ -28,8 +28,8 @@ NOT_CONVERGED_EPOCH_FALL = 0.2  # of the first epoch's loss
 # Or the last third of the epochs, every one lower than the last, made this
 # share of the whole fall (a straight line makes a third; a levelled curve ~0).
 NOT_CONVERGED_LAST_THIRD_SHARE = 0.25  # of the whole fall
-# A run this short is judged by its pace alone (see `_short_run_still_falling`).
-SHORT_RUN_EPOCHS = 5  # epochs
+# A run this short is judged by its pace alone (see `_short_run_still_falling`),
+# or by a pace that grows (`RunContext.accelerating`).
 # A loss already this small relative to its start has converged for practical
 # purposes, however it is still creeping (separable data drives CE toward 0).
 NEGLIGIBLE_LOSS_SHARE = 0.05  # of the starting loss
@@ -68,7 +68,7 @@ def _epoch_still_falling(ctx):
     # epochs is noisier), provided the validation loss ends at its lowest too.
     train = None if ctx.epoch_train is None else np.asarray(ctx.epoch_train.values, float)
     val = None if ctx.val is None else np.asarray(ctx.val.values, float)
-    if train is not None and _short_run_still_falling(train):
+    if train is not None and (ctx.accelerating or _short_run_still_falling(train)):
         if val is None or not len(val) or val[-1] <= np.nanmin(val):
             return "training", train
     return None
@@ -115,7 +115,9 @@ def _short_run_still_falling(values):
 def detect_not_converged(ctx):
     """The loss was still falling steeply when training stopped."""
     shape = ctx.train_shape
-    if shape is None or shape.n < 5 or shape.progress < NOT_CONVERGED_MIN_PROGRESS:
+    if shape is None or shape.n < 5:
+        return None
+    if shape.progress < NOT_CONVERGED_MIN_PROGRESS and not ctx.accelerating:
         return None
     if shape.head > 0 and shape.tail < NEGLIGIBLE_LOSS_SHARE * shape.head:
         return None
@@ -175,7 +177,7 @@ def _not_converged_by_epoch(ctx, name, values):
         explanation=(
             "Over %d epochs the %s loss fell from %s to %s, and the last epoch alone took it"
             " from %s to %s: %s of its average fall per epoch, at its lowest at the end. It"
-            " had not levelled off; more epochs would lower it further."
+            " had not levelled off; more epochs would lower it further.%s"
             % (
                 len(values),
                 name,
@@ -184,6 +186,10 @@ def _not_converged_by_epoch(ctx, name, values):
                 fmt(values[-2]),
                 fmt(values[-1]),
                 percent(last / pace),
+                " Each epoch lowered it more than the one before: it was leaving its first"
+                " plateau when training stopped."
+                if ctx.accelerating
+                else "",
             )
         )
         + curve_only_note(ctx),

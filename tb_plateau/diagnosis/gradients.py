@@ -22,6 +22,9 @@ VANISHING_RMS = 1e-7  # per gradient entry
 # gradients everywhere are a loss with nothing left to learn (constant labels
 # fitted to 1e-5), not a gradient that fades on its way to the input.
 VANISHING_RMS_RATIO = 0.1  # ||g_first|| / ||g_last||
+# Or over the first third of the run alone (at least this many records), at the
+# strict bars: gradients that vanished while the loss stalled and recovered later.
+VANISHING_EARLY_RECORDS = 3  # records
 
 # Exploding across depth: the first layer's gradient over 70x the last one's
 # (published starting point).
@@ -109,6 +112,23 @@ def _first_and_last(ctx):
     return series, labels, columns[0], columns[-1], values[:, columns[0]], values[:, columns[-1]]
 
 
+def _vanishing_medians(ctx, found, rows):
+    """(first norm, last norm, ratio, first layer's RMS entry) as medians over `rows`."""
+    series, labels, first, last, g_first, g_last = found
+    first_norm = float(np.nanmedian(g_first[rows]))
+    last_norm = float(np.nanmedian(g_last[rows]))
+    sizes = _layer_sizes(ctx, labels)
+    first_rms = first_norm / np.sqrt(sizes[first]) if sizes is not None else None
+    return first_norm, last_norm, first_norm / last_norm, first_rms
+
+
+def _early_rows(usable):
+    """The usable records of the run's first third (at least VANISHING_EARLY_RECORDS)."""
+    early = np.zeros_like(usable)
+    early[: max(VANISHING_EARLY_RECORDS, len(usable) // 3)] = True
+    return usable & early
+
+
 def detect_vanishing_gradients(ctx):
     """The first layers get gradients orders of magnitude smaller than the last."""
     found = _first_and_last(ctx)
@@ -118,18 +138,23 @@ def detect_vanishing_gradients(ctx):
     usable = (g_first > 0) & (g_last > 0)
     if usable.sum() == 0:
         return None  # exactly zero is `zero_gradient`, not vanishing
-    first_norm = float(np.nanmedian(g_first[usable]))
-    last_norm = float(np.nanmedian(g_last[usable]))
-    ratio = first_norm / last_norm
-    sizes = _layer_sizes(ctx, labels)
-    first_rms = first_norm / np.sqrt(sizes[first]) if sizes is not None else None
+    first_norm, last_norm, ratio, first_rms = _vanishing_medians(ctx, found, usable)
     ratio_bar = ctx.threshold(VANISHING_RATIO, VANISHING_RATIO_STUCK)
     by_ratio = ratio < ratio_bar and first_norm < ctx.threshold(
         VANISHING_FIRST_NORM, VANISHING_FIRST_NORM_STUCK
     )
     by_rms = first_rms is not None and first_rms < VANISHING_RMS and ratio < VANISHING_RMS_RATIO
+    rows, early = usable, None
     if not (by_ratio or by_rms):
-        return None
+        # Gradients that vanished over the first third of the run (the loss
+        # stalled) and recovered later: the finding held then, with its steps.
+        rows = _early_rows(usable)
+        if rows.sum() < VANISHING_EARLY_RECORDS:
+            return None
+        first_norm, last_norm, ratio, first_rms = _vanishing_medians(ctx, found, rows)
+        if not (ratio < VANISHING_RATIO and first_norm < VANISHING_FIRST_NORM):
+            return None
+        by_ratio, early = True, int(series.steps[np.flatnonzero(rows)[-1]])
     moderate = not by_rms and not (ratio < VANISHING_RATIO and first_norm < VANISHING_FIRST_NORM)
     first_step_rows = np.flatnonzero(usable & (g_first / np.maximum(g_last, 1e-30) < ratio_bar))
     first_step = int(series.steps[first_step_rows[0]]) if len(first_step_rows) else None
@@ -140,9 +165,11 @@ def detect_vanishing_gradients(ctx):
     if first_rms is not None:
         explanation += "; its average gradient entry is %s" % fmt(first_rms)
     explanation += (
-        " (medians over %d records). The first layers barely learn; the loss creeps or stalls."
-        % int(usable.sum())
+        " (medians over %d records%s). The first layers barely learn; the loss creeps or stalls."
+        % (int(rows.sum()), "" if early is None else ", up to step %d" % early)
     )
+    if early is not None:
+        explanation += " Later in the run the gap closed: the finding held over its first third."
     chain = [
         "%s %s" % (labels[i], fmt(np.nanmedian(series.values[:, i])))
         for i in _weight_layer_columns(ctx, labels)
@@ -160,8 +187,8 @@ def detect_vanishing_gradients(ctx):
         cause=causes.VANISHING_GRADIENTS,
         severity=severity,
         confidence=(0.9 if by_ratio and by_rms else 0.75) - 0.15 * moderate,
-        title="Gradients vanish: the first layer's are %s smaller than the last's"
-        % fmt_ratio(1.0 / ratio),
+        title="Gradients vanish%s: the first layer's are %s smaller than the last's"
+        % ("" if early is None else " (until step %d)" % early, fmt_ratio(1.0 / ratio)),
         explanation=explanation,
         first_step=first_step,
         layers=[labels[i] for i in _weight_layer_columns(ctx, labels)[:-1]],
@@ -173,6 +200,7 @@ def detect_vanishing_gradients(ctx):
             "last_norm": last_norm,
             "ratio": ratio,
             "first_rms": first_rms,
+            "until_step": early,
             "at_init": first_step is not None and first_step == int(series.steps[0]),
             "thresholds": {"ratio": VANISHING_RATIO, "first_norm": VANISHING_FIRST_NORM},
         },

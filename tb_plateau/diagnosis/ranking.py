@@ -80,22 +80,51 @@ def _blocks_signal(dead, at_first_record=False):
     return fraction >= _BLOCKING_DEAD_FRACTION
 
 
-def _pair_evidence(root, symptom):
-    """True/False where what the labels or the dead units show decides the pair, else None.
+def _large_weights_of(exploding, saturated):
+    """True when gradients "explode" only as one layer's being far larger than the last's,
+    and that layer is one whose bounded units were saturated from the first record.
 
-    Labels that carry no information (all one class) drive the network toward a
+    Weights initialized too large pin tanh/sigmoid units at their limits, and
+    the gradient of those same weights is large with them (an RNN's recurrent
+    kernel): one fault, seen as saturation. A signal blown up layer by layer,
+    a huge total norm or a NaN is an explosion in its own right.
+    """
+    evidence = exploding.evidence
+    if evidence.get("forward_growth") is not None or evidence.get("nonfinite_step") is not None:
+        return False
+    if not evidence.get("depth_ratio") or not exploding.layers:
+        return False
+    return set(exploding.layers) <= set(saturated.layers)
+
+
+def _pair_evidence(root, symptom):
+    """True/False where what the labels, the units or the first record show decides the
+    pair, else None."""
+    decided = _labels_and_units(root, symptom)
+    if decided is not None:
+        return decided
+    if _at_init(root) and _at_init(symptom):
+        return _first_record(root, symptom)
+    if (root.cause, symptom.cause) == (c.VANISHING_GRADIENTS, c.DEAD_RELU):
+        return False  # fading gradients leave units dead only at the first record
+    return None
+
+
+def _labels_and_units(root, symptom):
+    """Labels that carry no information (all one class) drive the network toward a
     constant output: units die and gradients fade because of them, never the
     other way round. A loss at chance level with partly dead units is the
     labels' doing; dead units explain it only when a layer passes no signal at
-    all. At the first record, gradients that fade layer by layer and units
-    whose sign is set by their bias alone are one collapse of a too-narrow
-    initialization, unless a layer is already entirely dead (a bias that keeps
-    it off). Weights initialized too wide make every step small beside them (a
-    low update ratio); gradients that explode later do not.
+    all. Partly dead units leave gradients flowing: they explain neither
+    exactly-zero gradients nor tiny steps everywhere. Weights initialized too
+    wide make every step small beside them (a low update ratio); gradients that
+    explode later do not.
     """
     pair = (root.cause, symptom.cause)
     if pair == (c.EXPLODING_GRADIENTS, c.LR_TOO_LOW):
         return _at_init(root)
+    if root.cause == c.DEAD_RELU and symptom.cause in (c.ZERO_GRADIENT, c.LR_TOO_LOW):
+        return _blocks_signal(root)
     if root.cause == c.NO_SIGNAL and symptom.cause != c.DEAD_RELU:
         if symptom.cause in (c.VANISHING_GRADIENTS, c.ZERO_GRADIENT, c.SATURATED_ACTIVATIONS):
             return _from_data(root)
@@ -104,11 +133,24 @@ def _pair_evidence(root, symptom):
         return _from_data(root) or not _blocks_signal(symptom)
     if pair == (c.DEAD_RELU, c.NO_SIGNAL):
         return _blocks_signal(root)
-    both_at_init = _at_init(root) and _at_init(symptom)
+    if pair == (c.SATURATED_ACTIVATIONS, c.EXPLODING_GRADIENTS):
+        return _at_init(root) and _at_init(symptom) and _large_weights_of(symptom, root)
+    return None
+
+
+def _first_record(root, symptom):
+    """Both at the first record: gradients that fade layer by layer and units whose sign
+    is set by their bias alone are one collapse of a too-narrow initialization, unless a
+    layer is already entirely dead (a bias that keeps it off). Gradients large only in a
+    layer saturated from the start are that layer's too-large weights: the saturation is
+    the root."""
+    pair = (root.cause, symptom.cause)
     if pair == (c.VANISHING_GRADIENTS, c.DEAD_RELU):
-        return both_at_init and not _blocks_signal(symptom, at_first_record=True)
-    if pair == (c.DEAD_RELU, c.VANISHING_GRADIENTS) and both_at_init:
+        return not _blocks_signal(symptom, at_first_record=True)
+    if pair == (c.DEAD_RELU, c.VANISHING_GRADIENTS):
         return _blocks_signal(root, at_first_record=True)
+    if pair == (c.EXPLODING_GRADIENTS, c.SATURATED_ACTIVATIONS):
+        return not _large_weights_of(root, symptom)
     return None
 
 
