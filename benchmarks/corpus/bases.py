@@ -35,7 +35,7 @@ RECONSTRUCTION = "reconstruction"
 
 # The hooks, with the value that leaves a base as it is. A base overrides some of them.
 DEFAULTS = {
-    "optimizer": "adam",  # "adam" | "adamw" | "rmsprop"
+    "optimizer": "adam",  # "adam" | "adamw" | "rmsprop" | "sgd" (momentum 0.9)
     "learning_rate": 5e-3,
     "lr_decay": False,  # cosine decay of the rate over the run, to LR_DECAY_FLOOR of it
     # [fraction of the run's steps, factor]: the rate is multiplied by factor from there on,
@@ -79,8 +79,9 @@ class Base:
       overrides: this base's departures from DEFAULTS.
       tokens: inputs are token ids (no scaling, no NaN).
       batchnorm: has BatchNormalization layers.
-      recurrent: has an LSTM/GRU (tanh and sigmoid units inside).
+      recurrent: has an RNN layer (tanh, and in an LSTM/GRU sigmoid, units inside).
       custom_loop: trained by a `tf.GradientTape` loop with `Recorder`, not by `fit`.
+      unit_targets: the targets lie in [0, 1] (pixels): a sigmoid output fits them.
     """
 
     name: str
@@ -95,6 +96,7 @@ class Base:
     batchnorm: bool = False
     recurrent: bool = False
     custom_loop: bool = False
+    unit_targets: bool = False
 
     def default_params(self):
         return {**DEFAULTS, **self.overrides}
@@ -227,6 +229,36 @@ def pulse_signals(rng, n=1000, length=40):
         else:
             x[i, [at, at + 4]] += 2.0
     return x[..., None].astype("float32"), _noisy_labels(rng, y, 3)
+
+
+def piecewise_regression(rng, n=1000):
+    """Ten features; a sum of kinks, steps and one interaction, plus noise (R^2 ceiling ~0.9)."""
+    x = rng.normal(size=(n, 10))
+    y = (
+        np.maximum(x[:, 0], 0)
+        + 0.8 * np.abs(x[:, 1])
+        - 0.6 * (x[:, 2] > 0.5)
+        + 0.5 * x[:, 3] * (x[:, 4] > 0)
+        + 0.4 * x[:, 5]
+        + rng.normal(0, 0.3, n)
+    )
+    return x.astype("float32"), _standardized(y)
+
+
+def flat_shape_images(rng, n=800):
+    """The 10x10 shape images, flattened to 100 pixels in [0, 1] (no labels: reconstruction)."""
+    x, _ = shape_images(rng, n)
+    return x.reshape(n, -1), None
+
+
+def sign_sequences(rng, n=600, steps=10):
+    """Sequences of three noisy features; the class says whether feature 1 rises, falls or
+    stays level from the first half to the second (3 classes)."""
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.5, size=(n, steps, 3))
+    trend = np.array([1.0, -1.0, 0.0])[y]
+    x[:, steps // 2 :, 1] += trend[:, None]
+    return x.astype("float32"), _noisy_labels(rng, y, 3)
 
 
 # ----------------------------------------------------------------- layers with the hooks
@@ -418,6 +450,27 @@ def autoencoder_model(params, input_shape, out_units, code_width=4):
     return keras.Model(inputs, outputs)
 
 
+def conv_residual_model(params, input_shape, out_units, filters=12):
+    """A convolutional stem, two residual blocks x = x + Conv(Conv(x)) without normalization,
+    global average pooling, then the head."""
+    keras = _keras()
+    inputs = keras.Input(input_shape)
+    x = _hidden(keras.layers.Conv2D, params, filters, 3, padding="same")(inputs)
+    for _ in range(2):
+        r = _hidden(keras.layers.Conv2D, params, filters, 3, padding="same")(x)
+        r = keras.layers.Conv2D(
+            filters, 3, padding="same", kernel_regularizer=_regularizer(params)
+        )(_dropout(r, params))
+        x = keras.layers.Add()([x, r])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
+
+
+def image_autoencoder_model(params, input_shape, out_units):
+    """Dense autoencoder 100-64-16-64-100 on flattened images."""
+    return autoencoder_model(params, input_shape, out_units, code_width=16)
+
+
 BASES = {
     base.name: base
     for base in [
@@ -536,6 +589,52 @@ BASES = {
             classes=3,
             batchnorm=True,
         ),
+        Base(
+            "regression_sgd",
+            "dev",
+            "ReLU MLP 10-64-64-1 regression of kinks and steps (MSE, SGD with momentum 0.9)",
+            REGRESSION,
+            piecewise_regression,
+            mlp_model,
+            {
+                "optimizer": "sgd",
+                "learning_rate": 1e-2,
+                "head_depth": 2,
+                "head_width": 64,
+                "epochs": 12,
+            },
+        ),
+        Base(
+            "conv_residual",
+            "dev",
+            "CNN with residual conv blocks and no normalization, GAP, on 10x10 shape images",
+            CLASSIFICATION,
+            shape_images,
+            conv_residual_model,
+            {"learning_rate": 3e-3, "epochs": 10, "head_width": 16},
+            classes=3,
+        ),
+        Base(
+            "image_ae_tanh",
+            "dev",
+            "tanh dense autoencoder 100-64-16-64-100 on flattened shape images (MSE)",
+            RECONSTRUCTION,
+            flat_shape_images,
+            image_autoencoder_model,
+            {"hidden_activation": "tanh", "head_width": 64, "learning_rate": 2e-3, "epochs": 12},
+            unit_targets=True,
+        ),
+        Base(
+            "simple_rnn_seq",
+            "dev",
+            "SimpleRNN(16) + Dense on sequences, class = trend of a feature between halves",
+            CLASSIFICATION,
+            sign_sequences,
+            _rnn_model("SimpleRNN"),
+            {"learning_rate": 5e-3, "epochs": 10},
+            classes=3,
+            recurrent=True,
+        ),
     ]
 }
 
@@ -625,6 +724,7 @@ def _optimizer(params, total_steps):
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
         "rmsprop": keras.optimizers.RMSprop,
+        "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9),
     }
     return optimizers[params["optimizer"]](_learning_rate(params, total_steps))
 

@@ -268,7 +268,8 @@ OPERATORS = {
             " for standardized targets (regression, autoencoder)",
             "DeepCrime LCH; DeepFD loss",
             _loss_mismatch,
-            harm=SCORE,
+            lambda base: base.task == bases.CLASSIFICATION or not base.unit_targets,
+            SCORE,
         ),
         Operator(
             "l2_strong",

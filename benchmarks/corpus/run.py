@@ -327,7 +327,8 @@ def effect(record, base_record):
     (validation accuracy on the real labels, or R^2) below the base's by more than
     EFFECT_SHARE of its margin over chance; VAL_LOSS: the same without the training loss;
     SCORE: the score only; OVERFIT: validation loss up from its best, or the
-    train/validation gap wider than the base's, by EFFECT_SHARE of the base's loss drop;
+    train/validation gap wider than the base's (or than none), by EFFECT_SHARE of the
+    base's loss drop;
     BY_CONSTRUCTION: always.
     """
     if base_record is None or base_record.get("status") != "ok":
@@ -342,8 +343,10 @@ def effect(record, base_record):
     if harm == operators.OVERFIT:
         val = record["history"]["val_loss"]
         rise = val[-1] - min(val)
-        gap = (record["final_val_loss"] - record["final_loss"]) - (
-            base_record["final_val_loss"] - base_record["final_loss"]
+        # (A base whose validation loss ends below its training loss has no gap to widen:
+        # the mutant's gap counts from zero.)
+        gap = (record["final_val_loss"] - record["final_loss"]) - max(
+            base_record["final_val_loss"] - base_record["final_loss"], 0.0
         )
         if rise > loss_margin or gap > loss_margin:
             return True, "validation loss +%.3g from its best, gap +%.3g" % (rise, gap)
