@@ -63,6 +63,12 @@ NUMERICS_SOURCES = ("inputs", "labels", "loss", "gradients", "weights", "activat
 # written once per run at step 0.
 CONFIG = "config"
 
+# The live verdicts (DATA_CLASS_TENSOR, a scalar string holding JSON): what the
+# diagnosis said during training, written by the recorder when its root cause
+# first appeared or changed: {"root", "severity", "title", "causes":
+# {cause: severity}, "elapsed_s"} (see `tb_plateau.live`).
+VERDICT = "verdict"
+
 SCALAR_NAMES = (BATCH_LOSS, LEARNING_RATE, REGULARIZATION_LOSS)
 VECTOR_NAMES = (
     GRAD_NORM,

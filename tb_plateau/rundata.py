@@ -14,7 +14,7 @@ Importable without TensorFlow.
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tensorboard.data import provider as provider_lib
@@ -82,6 +82,8 @@ class RunData:
       validation_run: the name of that sibling run, when it was read.
       problems: what could not be read, in plain words (a corrupt file, data
         from a newer version); the rest of the run is still here.
+      verdicts: the live verdicts the recorder wrote during training, as
+        [(step, {"root", "severity", "title", "causes", "elapsed_s"})] in step order.
       incomplete: True when data of this run exists but could not be read (a
         corrupt record that stops TensorBoard's reader, plateau data from a
         newer version, an unreadable run). The diagnosis then never calls the
@@ -97,6 +99,7 @@ class RunData:
     validation_run: Optional[str] = None
     problems: List[str] = dataclasses.field(default_factory=list)
     incomplete: bool = False
+    verdicts: List[Tuple[int, dict]] = dataclasses.field(default_factory=list)
 
     @property
     def has_plateau_data(self):
@@ -170,6 +173,16 @@ def _decode_config(arrays):
         if isinstance(config, dict):
             return config
     return None
+
+
+def _decode_verdicts(steps, arrays):
+    """[(step, verdict dict)] in step order; records that are not JSON objects are skipped."""
+    verdicts = []
+    for step, raw in zip(steps, arrays):
+        verdict = _decode_config([raw])
+        if verdict is not None:
+            verdicts.append((int(step), verdict))
+    return sorted(verdicts, key=lambda item: item[0])
 
 
 def _read_points(data_provider, ctx, experiment_id, run, plugin_name, tags, scalars):
@@ -274,6 +287,8 @@ def _read_plateau_tensors(read_points, tags, headers, result):
         name = metadata.short_name(tag)
         if name == metadata.CONFIG:
             result.config = _decode_config(arrays)
+        elif name == metadata.VERDICT:
+            result.verdicts = _decode_verdicts(steps, arrays)
         elif name is not None:
             try:
                 result.vectors[name] = _vector_from_points(steps, arrays, headers[tag])

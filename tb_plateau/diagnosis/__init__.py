@@ -13,6 +13,10 @@ and validation loss curves the diagnosis read, by run and tag, when the run
 has a loss), ``"drawing"`` (for each cause found, what the tab draws: see
 `causes.DRAWINGS`) and, only when there is something to say:
 
+* on a finding, ``"first_named_step"`` and ``"first_named_elapsed_s"``: the
+  step (and seconds into training) at which the recorder's live verdict first
+  named its cause while the run trained (`tb_plateau.live`);
+
 * ``"problems"``: what could not be read or checked, in plain words (damaged
   parts of the run from `run_data.problems`, a check that failed);
 * ``"notes"``: what a reader should know about how the run was diagnosed (a
@@ -146,12 +150,18 @@ _OUTCOME_CAUSES = (causes.NONFINITE, causes.OVERFITTING, causes.NOT_CONVERGED)
 
 
 def _did_not_stop_training(ctx, findings):
-    """A cause that did not stop a training that reached a good fit is at most info."""
+    """A cause that did not stop a training that reached a good fit is at most info; one
+    that began after the loss was at its best (a learning rate that jumped at the end, seen
+    live) is not shown harmless by a fit that came before it."""
     if not ctx.good_fit:
         return
+    best_step = ctx.train_shape.best_step if ctx.train_shape is not None else None
     for finding in findings:
         if finding.cause in _OUTCOME_CAUSES or finding.severity == INFO:
             continue
+        if best_step is not None and finding.first_step is not None:
+            if finding.first_step > best_step:
+                continue  # it began after the loss was at its best: the fit came before it
         finding.severity = INFO
         finding.confidence = min(finding.confidence, 0.5)
         finding.explanation += (
@@ -275,6 +285,7 @@ def run_report(run_data):
         "findings": [finding.to_dict() for finding in findings],
         "schema_version": causes.SCHEMA_VERSION,
     }
+    _add_first_named(report["findings"], run_data.verdicts)
     report["status"] = display_status(
         {"verdict": report["verdict"], "incomplete": run_data.incomplete}
     )
@@ -292,6 +303,25 @@ def run_report(run_data):
     if notes:
         report["notes"] = notes
     return report
+
+
+def _add_first_named(findings, verdicts):
+    """Each finding that a live verdict named while the run trained gets the step (and the
+    seconds into training) it was first named at: `first_named_step`, `first_named_elapsed_s`."""
+    first = {}
+    for step, verdict in verdicts:
+        named = verdict.get("causes")
+        if not isinstance(named, dict):
+            continue
+        for cause in named:
+            if cause not in first:
+                first[cause] = (step, verdict.get("elapsed_s"))
+    for finding in findings:
+        if finding["cause"] in first:
+            step, elapsed = first[finding["cause"]]
+            finding["first_named_step"] = int(step)
+            if isinstance(elapsed, (int, float)):
+                finding["first_named_elapsed_s"] = float(elapsed)
 
 
 def display_status(report):

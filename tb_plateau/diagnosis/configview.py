@@ -338,6 +338,11 @@ class ConfigView:
         ]
 
     @property
+    def steps_per_epoch(self):
+        value = self.raw.get("steps_per_epoch")
+        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
     def batch_size(self):
         value = self.raw.get("batch_size")
         return int(value) if isinstance(value, (int, float)) and value > 0 else None

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 
 from tb_plateau import metadata
-from tb_plateau.diagnosis import configview, curves
+from tb_plateau.diagnosis import configview, curves, sampling
 from tb_plateau.diagnosis.finding import fmt, percent
 
 # Training and validation losses this close count as equal (published starting
@@ -83,6 +83,16 @@ class RunContext:
     def falling_steeply(self):
         """True when the epoch training loss fell steeply in the last epoch."""
         return self.epoch_train is not None and falls_steeply(self.epoch_train.values)
+
+    @property
+    def too_early(self):
+        """True while a run that trains by epochs has not finished its first one (a live
+        diagnosis): where its loss settles cannot be judged yet."""
+        per_epoch = self.config.steps_per_epoch
+        if per_epoch is None or self.epoch_train is not None:
+            return False
+        last = self.last_step
+        return last is not None and last + 1 < per_epoch
 
     @property
     def accelerating(self):
@@ -245,6 +255,8 @@ def _judge_progress(ctx):
         return None, ""
     if ctx.first_nonfinite_loss_step is not None:
         return "stuck", "the loss turned NaN/Inf at step %d" % ctx.first_nonfinite_loss_step
+    if ctx.too_early:
+        return None, ""
     frozen = _frozen_tail(ctx.train)
     if frozen is not None:
         return "stuck", "the training loss stayed at exactly %s for its last %d records" % (
@@ -328,6 +340,7 @@ def _framework(run, config):
 
 
 def build(run):
+    run = sampling.regular_view(run)  # the checks read evenly spaced records
     config = configview.ConfigView(run.config)
     train = curves.training_loss(run)
     train_shape = None

@@ -95,6 +95,8 @@ def detect_chance_level(ctx):
         return None
     if ctx.config.targets_are_inputs:
         return None  # a reconstruction's targets carry all the inputs' information
+    if ctx.too_early:
+        return None  # every run starts at chance level
     if not ctx.has_config and abs(shape.progress) > FLAT_PROGRESS:
         return None  # a guessed chance level counts only for a loss that never moved
     # A loss still falling steeply is on its way down, not staying at chance.
