@@ -108,6 +108,11 @@ export function findingCard(finding, index, drawing) {
   if (finding.first_step !== null && finding.first_step !== undefined) {
     facts.push(el("span", { className: "pl-fact", text: `from step ${finding.first_step}` }));
   }
+  if (typeof finding.first_named_step === "number") {
+    // When the recorder's live verdict first named it, while the run trained.
+    facts.push(el("span", { className: "pl-fact pl-named", text: `named live since step ${finding.first_named_step}${
+      typeof finding.first_named_elapsed_s === "number" ? `, ${formatElapsed(finding.first_named_elapsed_s)} into training` : ""}` }));
+  }
   const layers = finding.layers || [];
   if (layers.length) {
     const shown = layers.slice(0, 6).join(", ") + (layers.length > 6 ? ` and ${layers.length - 6} more` : "");
@@ -178,4 +183,11 @@ export function overviewCharts(entry, drawn) {
     specs.push({ kind: "config", tags: [], title: KIND_TITLES.config, folded: drawn.has("config") });
   }
   return specs;
+}
+
+
+function formatElapsed(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }

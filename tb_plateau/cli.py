@@ -1,4 +1,5 @@
-"""`tb-plateau diagnose LOGDIR [--run NAME] [--json]` and `tb-plateau demo`.
+"""`tb-plateau diagnose LOGDIR [--run NAME] [--json]`, `tb-plateau watch LOGDIR
+[--interval S] [--exit-on critical]` and `tb-plateau demo`.
 
 Imports without TensorFlow and starts fast: TensorBoard's event reader would
 import TensorFlow when it is installed (seconds), so for local paths we point
@@ -106,6 +107,24 @@ def _fix_lines(fixes):
     return lines
 
 
+def _finding_lines(number, finding, color):
+    head = "  %d. [%s] %s  (%s, confidence %.2f)" % (
+        number,
+        finding["severity"],
+        finding["title"],
+        finding["cause"],
+        finding["confidence"],
+    )
+    lines = [_paint(head, finding["severity"], color), _indent(finding["explanation"], "     ")]
+    if finding["layers"]:
+        lines.append("     layers: " + ", ".join(finding["layers"][:10]))
+    if finding["first_step"] is not None:
+        lines.append("     first seen at step %d" % finding["first_step"])
+    if finding.get("first_named_step") is not None:
+        lines.append("     named live (while training) since step %d" % finding["first_named_step"])
+    return lines + _fix_lines(finding["fixes"])
+
+
 def format_report(result, color=False):
     """The readable report: per run its verdict, then each finding with fixes."""
     if not result["runs"]:
@@ -123,20 +142,7 @@ def format_report(result, color=False):
             else:
                 lines.append("  No problem found.")
         for i, finding in enumerate(run["findings"], 1):
-            head = "  %d. [%s] %s  (%s, confidence %.2f)" % (
-                i,
-                finding["severity"],
-                finding["title"],
-                finding["cause"],
-                finding["confidence"],
-            )
-            lines.append(_paint(head, finding["severity"], color))
-            lines.append(_indent(finding["explanation"], "     "))
-            if finding["layers"]:
-                lines.append("     layers: " + ", ".join(finding["layers"][:10]))
-            if finding["first_step"] is not None:
-                lines.append("     first seen at step %d" % finding["first_step"])
-            lines.extend(_fix_lines(finding["fixes"]))
+            lines.extend(_finding_lines(i, finding, color))
         for problem in run.get("problems", []):
             lines.append(_indent("problem: " + problem, "  "))
         for note in run.get("notes", []):
@@ -166,6 +172,28 @@ def _diagnose_command(args):
     else:
         sys.stdout.write(format_report(result, color=_use_color(sys.stdout)))
     return EXIT_OK
+
+
+def _watch_command(args):
+    if "://" not in args.logdir:
+        _avoid_tensorflow()
+    from tb_plateau import watch
+
+    print(
+        "tb-plateau watch: following %s every %gs (Ctrl-C to stop)" % (args.logdir, args.interval),
+        file=sys.stderr,
+    )
+    return watch.watch(args.logdir, interval=args.interval, exit_on=args.exit_on)
+
+
+def _interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds, got %r" % text) from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be between 0 and 3600 seconds, got %s" % text)
+    return value
 
 
 def _demo_command(args):
@@ -202,6 +230,24 @@ def build_parser():
     diagnose.add_argument("--run", metavar="NAME", help="only this run (its TensorBoard name)")
     diagnose.add_argument("--json", action="store_true", help="print the JSON report")
     diagnose.set_defaults(handler=_diagnose_command)
+    watch = commands.add_parser(
+        "watch",
+        help="follow a logdir being written and print findings as they appear",
+        description="Follow LOGDIR while trainings write it (local or any path TensorBoard"
+        " reads) and print each run's findings as they appear. Ctrl-C exits 0; with"
+        " --exit-on, the first finding of that severity (or worse) exits 1.",
+    )
+    watch.add_argument("logdir", metavar="LOGDIR", help="a TensorBoard logdir (local or gs://...)")
+    watch.add_argument(
+        "--interval", type=_interval, default=5.0, metavar="SECONDS", help="between reads (5)"
+    )
+    watch.add_argument(
+        "--exit-on",
+        choices=("warning", "critical"),
+        default=None,
+        help="exit 1 at the first finding of this severity or worse",
+    )
+    watch.set_defaults(handler=_watch_command)
     demo = commands.add_parser("demo", help="train example runs and open TensorBoard on them")
     demo.add_argument("--logdir", metavar="DIR", default=None, help="where to write the runs")
     demo.add_argument("--port", type=_port, default=None, metavar="N", help="TensorBoard's port")

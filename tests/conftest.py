@@ -27,3 +27,14 @@ def _write_scalars(logdir, tag, values):
 def write_scalars():
     """write_scalars(logdir, tag, values): a run of plain scalars, as other writers log them."""
     return _write_scalars
+
+
+def due_steps(every_n_steps, total_steps, start=0):
+    """The steps of a run of `total_steps` that the recorder records: densely first, then
+    every `every_n_steps` (the writer's own schedule, TensorFlow not needed)."""
+    from tb_plateau.summaries.writer import _RunWriter
+
+    writer = _RunWriter("unused", every_n_steps)
+    writer.densify(start)
+    writer._config_written = True  # (the first record carries it; it is due anyway)
+    return [step for step in range(start, start + total_steps) if writer.is_due(step)]

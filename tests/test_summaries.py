@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tb_plateau import diagnosis, metadata, rundata, summaries
+from tests.conftest import due_steps
 
 BATCH = 32
 
@@ -73,7 +74,7 @@ def test_callback_records_match_own_computation(tmp_path, jit_compile):
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[callback])
 
     data = _read(tmp_path, "run")
-    recorded_steps = [0, 3, 6]
+    recorded_steps = due_steps(3, 8)  # 256 samples: 8 steps
     np.testing.assert_array_equal(data.scalars[metadata.BATCH_LOSS].steps, recorded_steps)
     grad_norm = data.vectors[metadata.GRAD_NORM]
     assert grad_norm.labels == ["hidden", "logits"]
@@ -279,11 +280,14 @@ def test_nonfinite_inputs_are_counted_on_recorded_steps(tmp_path):
         callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=5)],
     )
     data = _read(tmp_path, "run")
-    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == [0, 5]
+    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == due_steps(5, 8)
     assert np.all(np.isfinite(data.scalars[metadata.BATCH_LOSS].values))
     nonfinite = data.vectors[metadata.NONFINITE]
     assert nonfinite.labels == list(metadata.NUMERICS_SOURCES)
-    assert dict(zip(nonfinite.labels, nonfinite.values[1]))["inputs"] == 1
+    inputs = nonfinite.column("inputs")
+    assert {int(s): v for s, v in zip(inputs.steps, inputs.values)} == {
+        s: (1.0 if s == 5 else 0.0) for s in due_steps(5, 8)
+    }
 
 
 def test_first_nonfinite_loss_is_recorded_at_once_and_survives_a_crash(tmp_path):
@@ -294,9 +298,10 @@ def test_first_nonfinite_loss_is_recorded_at_once_and_survives_a_crash(tmp_path)
 
     x, _ = _data()
     target = x @ np.arange(8, dtype="float32")[:, None]
+    x[6 * BATCH + 1, 0] = np.nan  # step 6, past the dense first records, turns the loss NaN
     keras.utils.set_random_seed(2)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.SGD(10.0), "mse")  # diverges within a few steps
+    model.compile(keras.optimizers.SGD(0.01), "mse")
     with pytest.raises(RuntimeError, match="crashed"):
         model.fit(
             x,
@@ -312,13 +317,15 @@ def test_first_nonfinite_loss_is_recorded_at_once_and_survives_a_crash(tmp_path)
         )
     data = _read(tmp_path, "run")
     loss = data.scalars[metadata.BATCH_LOSS]
-    assert loss.steps[0] == 0 and len(loss) == 2
-    first_nan = loss.steps[1]
-    assert not np.isfinite(loss.values[1])
+    # Every due step before the first NaN loss, then that step at once; nothing after.
+    first_nan = int(loss.steps[-1])
+    assert first_nan == 6 and first_nan not in due_steps(100, 10)
+    assert loss.steps[:-1].tolist() == due_steps(100, first_nan)
+    assert np.isfinite(loss.values[:-1]).all() and not np.isfinite(loss.values[-1])
     # The test's own replay: the loss of every earlier step was finite.
     keras.utils.set_random_seed(2)
     replay = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
-    replay.compile(keras.optimizers.SGD(10.0), "mse")
+    replay.compile(keras.optimizers.SGD(0.01), "mse")
     losses = [
         float(
             replay.train_on_batch(
@@ -328,7 +335,7 @@ def test_first_nonfinite_loss_is_recorded_at_once_and_survives_a_crash(tmp_path)
         for i in range(first_nan + 1)
     ]
     assert np.all(np.isfinite(losses[:-1])) and not np.isfinite(losses[-1])
-    at_nan = dict(zip(metadata.NUMERICS_SOURCES, data.vectors[metadata.NONFINITE].values[1]))
+    at_nan = dict(zip(metadata.NUMERICS_SOURCES, data.vectors[metadata.NONFINITE].values[-1]))
     assert at_nan["loss"] == 1
     # The weights that step left, counted by the test itself.
     own = sum(int(np.sum(~np.isfinite(w))) for w in replay.get_weights())
@@ -561,8 +568,9 @@ def test_recorder_for_a_custom_loop(tmp_path):
             recorder.record(step, loss, grads, x=xb, y=yb, y_pred=logits)
             own[step] = (float(loss), norms)
     data = _read(tmp_path, "run")
-    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == [0, 3, 6]
-    for row, step in enumerate([0, 3, 6]):
+    recorded = due_steps(3, 8)
+    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == recorded
+    for row, step in enumerate(recorded):
         loss, norms = own[step]
         assert data.scalars[metadata.BATCH_LOSS].values[row] == pytest.approx(loss, rel=1e-5)
         np.testing.assert_allclose(
@@ -572,7 +580,7 @@ def test_recorder_for_a_custom_loop(tmp_path):
         )
     assert data.vectors[metadata.ACT_DEAD_FRACTION].values[0, 0] == 0.5
     # The update of the step after each record (SGD: lr * |g| / |W|).
-    assert data.vectors[metadata.UPDATE_RATIO].steps.tolist() == [1, 4, 7]
+    assert data.vectors[metadata.UPDATE_RATIO].steps.tolist() == [s + 1 for s in recorded]
     assert np.all(data.vectors[metadata.UPDATE_RATIO].values > 0)
     assert data.config["recorder"] == "Recorder"
     assert data.config["loss"]["from_logits"] is True
@@ -615,9 +623,10 @@ def test_unwritable_log_dir_is_named(tmp_path):
 def test_step_after_the_first_nonfinite_loss_is_recorded_whole(tmp_path):
     x, _ = _data()
     target = x @ np.arange(8, dtype="float32")[:, None]
+    x[6 * BATCH + 1, 0] = np.nan  # step 6 turns the loss (then every weight) NaN
     keras.utils.set_random_seed(2)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.SGD(10.0), "mse")
+    model.compile(keras.optimizers.SGD(0.01), "mse")
     model.fit(
         x,
         target,
@@ -628,10 +637,14 @@ def test_step_after_the_first_nonfinite_loss_is_recorded_whole(tmp_path):
         callbacks=[summaries.PlateauCallback(tmp_path / "run", every_n_steps=100)],
     )
     data = _read(tmp_path, "run")
-    first_nan = int(data.scalars[metadata.BATCH_LOSS].steps[1])
+    loss = data.scalars[metadata.BATCH_LOSS]
+    first_nan = int(loss.steps[~np.isfinite(loss.values)][0])
+    assert first_nan == 6
+    # Step 7 is not due (the dense first records are over): recorded whole for the NaN.
     grad_norm = data.vectors[metadata.GRAD_NORM]
-    assert grad_norm.steps.tolist() == [0, first_nan + 1]
-    assert not np.all(np.isfinite(grad_norm.values[1]))
+    assert 7 not in due_steps(100, 8)
+    assert grad_norm.steps.tolist() == due_steps(100, 6) + [7]
+    assert not np.all(np.isfinite(grad_norm.values[-1]))
 
 
 def test_weight_penalty_and_regularizers_are_recorded(tmp_path):

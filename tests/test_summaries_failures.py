@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tb_plateau import metadata, rundata, summaries
+from tests.conftest import due_steps
 
 BATCH = 32
 
@@ -120,7 +121,7 @@ def test_a_failing_statistic_stops_alone(
     assert len(data.scalars["epoch/loss"]) == 2
     if statistic == "setup":
         return
-    assert len(data.scalars[metadata.BATCH_LOSS]) == 4  # steps 0, 4, 8, 12
+    assert data.scalars[metadata.BATCH_LOSS].steps.tolist() == due_steps(4, 16)
     assert (metadata.LEARNING_RATE in data.scalars) == (statistic != "learning_rate")
     assert ("data" in data.config) == (statistic != "data")
 
@@ -167,7 +168,7 @@ def test_a_layer_whose_statistics_fail_is_skipped_alone(tmp_path, caplog):
     mean = data.vectors[metadata.ACT_MEAN]
     assert mean.labels == [entry["layer"] for entry in data.config["activation_layers"]]
     assert mean.labels == ["hidden", "refine/step", "probs"]
-    assert len(mean) == 4  # steps 0, 4, 8, 12
+    assert mean.steps.tolist() == due_steps(4, 16)
     assert np.all(np.isnan(mean.values[:, 1]))
     assert np.all(np.isfinite(mean.values[:, [0, 2]]))
 
@@ -212,7 +213,7 @@ def test_keyboard_interrupt_mid_epoch_leaves_a_diagnosable_run(tmp_path):
     assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
     data = rundata.read_logdir_run(str(tmp_path / "logs"), "interrupted")
     steps = data.scalars[metadata.BATCH_LOSS].steps.tolist()
-    assert steps == list(range(0, 36, 5))  # every record up to the interrupt, nothing after
+    assert steps == due_steps(5, 36)  # every record up to the interrupt, nothing after
     assert data.config["batch_size"] == 32
     cli = subprocess.run(
         [sys.executable, "-m", "tb_plateau.cli", "diagnose", str(tmp_path / "logs"), "--json"],
@@ -299,7 +300,7 @@ def test_the_writer_needs_no_tensorflow(tmp_path):
         run.write(0, scalars=[("batch_loss", 2.0)], vectors=[("grad_norm", [1.0, 2.0],
                   ["a", "b"], {})], config={"batch_size": 4})
         assert not run.needs_config
-        assert [s for s in range(25) if run.is_due(s)] == [0, 10, 20]
+        assert [s for s in range(25) if run.is_due(s)] == [0, 1, 2, 3, 5, 9, 10, 17, 20]
         run.write(10, scalars=[("batch_loss", 1.0)], vectors=[("grad_norm", [0.5, 1.0],
                   ["a", "b"], {})])
         run.flush()

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import weakref
 
@@ -45,9 +46,34 @@ def vector_value(values, labels, extra=None):
 
 
 def config_value(config):
-    """(array, data class, header) of the configuration record, JSON text."""
+    """(array, data class, header) of a JSON record (the configuration, a verdict)."""
     text = json.dumps(config, default=_json_default, allow_nan=True)
     return np.array(text.encode("utf-8"), dtype=object), summary_pb2.DATA_CLASS_TENSOR, {}
+
+
+# --------------------------------------------------------------------------
+# When to record: densely first, then spaced out
+
+
+# Every step of the first DENSE_STEPS is recorded, then the gap doubles (2, 4,
+# 8, ...) until it reaches `every_n_steps`; from there every `every_n_steps`.
+# Most causes show in the first iterations: a run has its first statistics at
+# once and a diagnosis within its first few dozen steps. An anomaly (a loss
+# spike, a change of learning rate) starts a dense phase again (`densify`).
+DENSE_STEPS = 4  # steps
+# A change of learning rate by this factor (either way) between two records.
+RATE_CHANGE_FACTOR = 2.0
+
+
+def dense_offsets(every_n_steps):
+    """The offsets from the start of a dense phase that are recorded, before the regular grid."""
+    offsets = list(range(min(DENSE_STEPS, every_n_steps)))
+    gap, at = 2, offsets[-1]
+    while gap < every_n_steps:
+        at += gap
+        offsets.append(at)
+        gap *= 2
+    return frozenset(offsets)
 
 
 # --------------------------------------------------------------------------
@@ -100,9 +126,16 @@ class _RunWriter:
     its first value only, as TensorBoard's readers take it from there.
     """
 
-    def __init__(self, log_dir, every_n_steps):
+    def __init__(self, log_dir, every_n_steps, first_step=0):
         self.log_dir = log_dir
         self.every_n_steps = every_n_steps
+        self._dense = dense_offsets(every_n_steps)
+        self._dense_from = first_step
+        self._last_rate = None
+        # Called with (step, scalars, vectors) after each record is written (the
+        # live verdict reads the run from there, without reading the files back).
+        self.listener = None
+        self._lock = threading.Lock()
         self._writer = None
         self.guard = _Guard()
         self._config_written = False
@@ -112,9 +145,30 @@ class _RunWriter:
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def is_due(self, step):
-        """True when `step` is to be recorded: every `every_n_steps`, and any step until the
-        first record (with the configuration) is written."""
-        return int(step) % self.every_n_steps == 0 or self.needs_config
+        """True when `step` is to be recorded: the dense phase (see `DENSE_STEPS`), every
+        `every_n_steps`, and any step until the first record (with the configuration)."""
+        step = int(step)
+        return (
+            step % self.every_n_steps == 0
+            or (step - self._dense_from) in self._dense
+            or self.needs_config
+        )
+
+    def note_learning_rate(self, step, rate):
+        """Densifies after `step` when the rate changed by RATE_CHANGE_FACTOR since the last
+        record; True then."""
+        before, self._last_rate = self._last_rate, float(rate)
+        if before is None or not (before > 0 and self._last_rate > 0):
+            return False
+        if max(before / self._last_rate, self._last_rate / before) < RATE_CHANGE_FACTOR:
+            return False
+        self.densify(int(step) + 1)
+        return True
+
+    def densify(self, step):
+        """Records densely from `step` on: a training (re)starts there, or something changed
+        (a loss spike, a new learning rate)."""
+        self._dense_from = int(step)
 
     @property
     def needs_config(self):
@@ -154,32 +208,43 @@ class _RunWriter:
             values.append(self.guard.run(metadata.CONFIG, self._config_value, config))
         return [v for v in values if v is not None]
 
-    def write(self, step, scalars=(), vectors=(), config=None):
-        """scalars: [(name, value)]; vectors: [(name, values, labels, extra)]."""
-        if self._write_failed:
-            return
-        if self._config_written:
-            config = None
-        try:
-            values = self._values(scalars, vectors, config)
-            event = event_pb2.Event(
-                wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
-            )
-            writer = self._get_writer()
-            writer.add_event(event)
-            # Each record reaches the file at once (well under a millisecond
-            # every `every_n_steps` steps): a killed run loses nothing.
-            writer.flush()
-            if config is not None:
-                self._config_written = True
-        except Exception as e:
-            # A full or read-only disk: one warning, then recording stops.
-            self._write_failed = True
-            logger.warning(
-                "tb_plateau: cannot write to %r; recording stops, training goes on: %s",
-                self.log_dir,
-                e,
-            )
+    def write(self, step, scalars=(), vectors=(), config=None, verdict=None):
+        """scalars: [(name, value)]; vectors: [(name, values, labels, extra)]; config and
+        verdict: JSON records."""
+        with self._lock:  # the training thread writes records, the live verdict its verdicts
+            if self._write_failed:
+                return
+            if self._config_written:
+                config = None
+            try:
+                values = self._values(scalars, vectors, config)
+                if verdict is not None:
+                    values.append(self._value(metadata.VERDICT, config_value(verdict)))
+                event = event_pb2.Event(
+                    wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
+                )
+                writer = self._get_writer()
+                writer.add_event(event)
+                # Each record reaches the file at once (well under a millisecond
+                # every `every_n_steps` steps): a killed run loses nothing.
+                writer.flush()
+                if config is not None:
+                    self._config_written = True
+            except Exception as e:
+                # A full or read-only disk: one warning, then recording stops.
+                self._write_failed = True
+                logger.warning(
+                    "tb_plateau: cannot write to %r; recording stops, training goes on: %s",
+                    self.log_dir,
+                    e,
+                )
+                return
+        if scalars or vectors or config is not None:
+            self._tell(step, scalars, vectors, config)
+
+    def _tell(self, step, scalars, vectors, config):
+        if self.listener is not None:
+            self.guard.run("live", self.listener, int(step), scalars, vectors, config)
 
     def write_epoch(self, step, logs):
         """Epoch logs as "epoch/<key>" scalars (values that are not numbers are skipped)."""
@@ -197,22 +262,24 @@ class _RunWriter:
             self.flush()
 
     def flush(self):
-        if self._writer is None or self._write_failed:
-            return
-        try:
-            self._writer.flush()
-        except Exception as e:
-            self._write_failed = True
-            logger.warning("tb_plateau: cannot flush %r: %s", self.log_dir, e)
+        with self._lock:
+            if self._writer is None or self._write_failed:
+                return
+            try:
+                self._writer.flush()
+            except Exception as e:
+                self._write_failed = True
+                logger.warning("tb_plateau: cannot flush %r: %s", self.log_dir, e)
 
     def close(self):
         self.flush()
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:
-                pass
-            self._writer = None
+        with self._lock:
+            if self._writer is not None:
+                try:
+                    self._writer.close()
+                except Exception:
+                    pass
+                self._writer = None
 
 
 class _EventFile:

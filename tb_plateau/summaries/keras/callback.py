@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
+from tb_plateau.live import LiveVerdict, check_stop_on
 from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
 from tb_plateau.summaries.keras.describe import (
     _current_learning_rate,
@@ -18,6 +19,11 @@ from tb_plateau.summaries.keras.hooks import _Hooks, _is_finite_number, _StepVar
 from tb_plateau.summaries.keras.record import DEFAULT_EVERY_N_STEPS, _record_vectors, _static_config
 from tb_plateau.summaries.keras.stats import _data_summary, _read_weights, _update_ratio
 from tb_plateau.summaries.writer import _RunWriter
+
+# A loss spike: a batch's loss this many times the epoch's running mean before
+# it, after this many batches of the epoch (the first are noisy).
+SPIKE_FACTOR = 3.0
+SPIKE_MIN_BATCHES = 4  # batches
 
 # --------------------------------------------------------------------------
 # The Keras callback
@@ -41,15 +47,34 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     architecture, loss, optimizer, batch size and statistics of the first
     recorded batch's inputs and labels.
 
+    The first steps are recorded densely (every step, then at doubling gaps
+    up to `every_n_steps`), and again after a loss spike or a change of
+    learning rate. While the model trains, the diagnosis runs on what was
+    recorded, off the training thread (`tb_plateau.live`): when a warning or
+    critical root cause first appears or changes, one line is logged through
+    the `tb_plateau` logger and a verdict record is written into the run.
+
     Args:
       log_dir: the run's directory (one TensorBoard run).
       every_n_steps: training steps between records, a positive integer.
+      stop_on: None (the default: never stop), "critical" or "warning": stop
+        the training (`model.stop_training`) once a root cause of at least
+        that severity has held for a few records; the reason is logged and
+        the run stays diagnosable.
+      live: False to diagnose only after training (no verdicts while it runs).
     """
 
-    def __init__(self, log_dir, every_n_steps=DEFAULT_EVERY_N_STEPS):
+    def __init__(self, log_dir, every_n_steps=DEFAULT_EVERY_N_STEPS, stop_on=None, live=True):
         super().__init__()
         self.every_n_steps = _check_every_n_steps(every_n_steps)
         self.log_dir = _check_log_dir(log_dir)
+        self.stop_on = check_stop_on(stop_on)
+        if stop_on is not None and not live:
+            raise ValueError("stop_on needs live=True: the live verdict decides when to stop")
+        self.live = bool(live)
+        self._live = None
+        self.stopped_because = None  # the logged reason, when stop_on stopped the training
+        self._epoch_mean = None  # (batch index, running mean of the loss) of the last batch
         self._run = None
         self._hooks = None
         self._vars = None
@@ -74,6 +99,11 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if self._run is None:
             self._run = _RunWriter(self.log_dir, self.every_n_steps)
         self._sync_step()
+        self._run.densify(self._step)  # a resumed training starts densely too
+        if self.live and self._live is None:
+            self._live = self._guard().run(
+                "live", LiveVerdict, self._run, str(self.log_dir), self.stop_on
+            )
         if self.model.built and self.model.trainable_variables:
             self._try_setup()
         else:
@@ -180,9 +210,12 @@ class PlateauCallback(tf.keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # Keras hands callbacks the logs already converted to floats: reading
         # the loss here costs nothing, in the wrap it would cost a sync.
-        if self._vars is None or self._nonfinite_seen:
+        if self._vars is None:
             return
-        if not _is_finite_number((logs or {}).get("loss")):
+        loss = (logs or {}).get("loss")
+        if self._nonfinite_seen:
+            pass
+        elif not _is_finite_number(loss):
             # Keras' loss is the epoch's running mean: this is the step the
             # first NaN/Inf loss appeared in. Mark it with what the host can
             # see (the weights it left), flush, and record the next step whole.
@@ -192,6 +225,13 @@ class PlateauCallback(tf.keras.callbacks.Callback):
                 self._guard().run("nonfinite", self._record_nonfinite_step, step)
                 self._record_next = True
             self._run.note_nonfinite()
+            if self._live is not None:
+                self._live.urgent()
+        elif loss is not None:
+            self._guard().run("spikes", self._watch_loss, batch, float(loss))
+        if self._live is not None and self._live.stop_reason and self.stopped_because is None:
+            self.stopped_because = self._live.stop_reason
+            self.model.stop_training = True
 
     def _record_nonfinite_step(self, step):
         weights = self._guard().run("weights", _read_weights, self._index)
@@ -225,6 +265,8 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         )
         if lr is not None:
             scalars.append((metadata.LEARNING_RATE, lr))
+            if self._run.note_learning_rate(step, lr) and self._live is not None:
+                self._live.urgent()
         if self._has_regularizers:
             penalty = guard.run("regularization_loss", _regularization_loss, self.model)
             if penalty is not None:
@@ -270,6 +312,21 @@ class PlateauCallback(tf.keras.callbacks.Callback):
             shapes.get("y_shapes", []),
         )
 
+    def _watch_loss(self, batch, loss):
+        """Records densely again after a loss spike."""
+        previous, self._epoch_mean = self._epoch_mean, (batch, loss)
+        if previous is not None and batch == previous[0] + 1 and batch >= SPIKE_MIN_BATCHES:
+            # Keras logs the epoch's running mean: the batch's own loss from two of them.
+            batch_loss = (batch + 1) * loss - batch * previous[1]
+            if batch_loss > SPIKE_FACTOR * max(previous[1], 0.0) > 0:
+                self._densify(self._step)
+
+    def _densify(self, step):
+        """Records densely from `step`, and has the live verdict look at once."""
+        self._run.densify(step)
+        if self._live is not None:
+            self._live.urgent()
+
     def on_epoch_end(self, epoch, logs=None):
         if self._run is None:
             return
@@ -280,5 +337,9 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if self._run is None:
             return
         self._guard().run("teardown", self._teardown)
+        if self._live is not None:
+            # The whole run's verdict, logged and recorded before the file closes.
+            self._guard().run("live", self._live.close)
+            self._live = None
         # Close the file (a later fit with this callback opens a new one).
         self._run.close()

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
+from tb_plateau.live import LiveVerdict, check_stop_on
 from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
 from tb_plateau.summaries.keras.describe import (
     _current_learning_rate,
@@ -64,19 +65,36 @@ class Recorder:
       every_n_steps: steps between records, a positive integer.
       optimizer: the optimizer, for the learning rate and the configuration record.
       loss: the loss function or object, for the configuration record.
+      stop_on: as for `PlateauCallback`; the loop reads `stop_requested`.
+      live: False to diagnose only after training.
     """
 
     def __init__(
-        self, log_dir, model, every_n_steps=DEFAULT_EVERY_N_STEPS, optimizer=None, loss=None
+        self,
+        log_dir,
+        model,
+        every_n_steps=DEFAULT_EVERY_N_STEPS,
+        optimizer=None,
+        loss=None,
+        stop_on=None,
+        live=True,
     ):
         if not isinstance(model, tf.keras.Model):
             raise ValueError("model must be a keras.Model, got %r" % (type(model).__name__,))
         self.every_n_steps = _check_every_n_steps(every_n_steps)
         self.log_dir = _check_log_dir(log_dir)
+        self.stop_on = check_stop_on(stop_on)
+        if stop_on is not None and not live:
+            raise ValueError("stop_on needs live=True: the live verdict decides when to stop")
         self.model = model
         self.optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
         self.loss = loss
         self._run = _RunWriter(self.log_dir, self.every_n_steps)
+        self._live = None
+        if live:
+            self._live = self._run.guard.run(
+                "live", LiveVerdict, self._run, str(self.log_dir), self.stop_on
+            )
         self._index = None
         self._hooks = None
         self._weights_after_record = None
@@ -89,6 +107,11 @@ class Recorder:
     def __exit__(self, *exc):
         self.close()
         return False
+
+    @property
+    def stop_requested(self):
+        """With `stop_on`: the reason (a logged line) once the loop should stop, else None."""
+        return None if self._live is None else self._live.stop_reason
 
     def should_record(self, step):
         """True on the steps whose statistics `record` writes."""
@@ -150,6 +173,8 @@ class Recorder:
         if first_nonfinite:
             self._nonfinite_seen = True
             self._run.note_nonfinite()
+            if self._live is not None:
+                self._live.urgent()
 
     def _record(self, step, loss, grads, variables, x, y, y_pred, learning_rate, due):
         index = self._index
@@ -190,6 +215,8 @@ class Recorder:
         scalars = [(metadata.BATCH_LOSS, loss_value)]
         if learning_rate is not None:
             scalars.append((metadata.LEARNING_RATE, float(learning_rate)))
+            if self._run.note_learning_rate(step, learning_rate) and self._live is not None:
+                self._live.urgent()
         weights = guard.run("weights", _read_weights, index)
         vectors = _record_vectors(
             index,
@@ -284,9 +311,12 @@ class Recorder:
         self._run.flush()
 
     def close(self):
-        """Flushes, and removes the activation wraps from the model."""
+        """Gives the run its last live verdict, flushes, and removes the activation wraps."""
         if self._hooks is not None:
             self._hooks.uninstall()
             self._hooks = None
             self._index = None
+        if self._live is not None:
+            self._run.guard.run("live", self._live.close)
+            self._live = None
         self._run.close()
