@@ -433,6 +433,28 @@ def time_to_diagnosis(run_data, expected):
     return first
 
 
+def live_time_to_diagnosis(run_data, expected):
+    """The fraction of the run's steps after which the recorder's own live verdict first
+    named `expected` as the root cause (1.0 when only its verdict at the end did), or None
+    for a run recorded without live verdicts."""
+    if not run_data.verdicts:
+        return None
+    last = max(int(s.steps[-1]) for s in run_data.scalars.values() if len(s))
+    for step, verdict in run_data.verdicts:
+        if verdict.get("root") == expected:
+            return min(1.0, max(step, 0) / max(last, 1))
+    return 1.0
+
+
+def live_alarm(run_data):
+    """The worst severity of a root cause the live verdicts named, or None."""
+    severities = [v.get("severity") for _, v in run_data.verdicts if v.get("root")]
+    for severity in ("critical", "warning"):
+        if severity in severities:
+            return severity
+    return None
+
+
 def _finding_line(finding):
     explanation = (finding.get("explanation") or "").strip().splitlines()
     return "%s %s %.2f: %s" % (
@@ -457,6 +479,8 @@ def diagnose_results(results):
         record["top"] = top_serious(report)
         record["serious"] = [f["cause"] for f in report["findings"] if f["severity"] in SERIOUS]
         record["findings"] = [_finding_line(f) for f in report["findings"]]
+        record["live_alarm"] = live_alarm(run_data)
+        record["live_verdicts"] = bool(run_data.verdicts)
         if record["operator"] == NONE:
             continue
         record["effective"], record["effect"] = effect(
@@ -464,6 +488,7 @@ def diagnose_results(results):
         )
         if record["effective"] and record["top"] == record["expected"]:
             record["time_to_diagnosis"] = time_to_diagnosis(run_data, record["expected"])
+            record["live_time_to_diagnosis"] = live_time_to_diagnosis(run_data, record["expected"])
     return results
 
 
@@ -506,7 +531,9 @@ def split_figures(results):
         expecting = [r for r in effective if r["expected"] == cause]
         naming = [r for r in judged if r["top"] == cause]
         times = [r["time_to_diagnosis"] for r in expecting if r.get("time_to_diagnosis")]
+        live = [r["live_time_to_diagnosis"] for r in expecting if r.get("live_time_to_diagnosis")]
         per_cause[cause] = {
+            "live_time_to_diagnosis": _quantiles(live),
             "mutants": len(expecting),
             "named_top": len(naming),
             "precision": _rate(sum(r["expected"] == cause for r in naming), len(naming)),
@@ -516,6 +543,7 @@ def split_figures(results):
         }
     confusion = collections.Counter((expected(r), named(r)) for r in judged)
     times = [r["time_to_diagnosis"] for r in effective if r.get("time_to_diagnosis")]
+    live = [r["live_time_to_diagnosis"] for r in effective if r.get("live_time_to_diagnosis")]
     not_effective_by_op = collections.Counter(r["operator"] for r in not_effective)
     mutants_by_op = collections.Counter(r["operator"] for r in mutants)
     return {
@@ -556,6 +584,10 @@ def split_figures(results):
             if r["top"] != r["expected"]
         ],
         "time_to_diagnosis": _quantiles(times),
+        "live_time_to_diagnosis": _quantiles(live),
+        "live_verdicts": sum(bool(r.get("live_verdicts")) for r in results),
+        "live_false_alarms": [_run_name(r) for r in unmutated if r.get("live_alarm")],
+        "live_false_stops": [_run_name(r) for r in unmutated if r.get("live_alarm") == "critical"],
     }
 
 
@@ -612,12 +644,12 @@ def split_markdown(split, figures):
     lines += [
         "",
         "| cause | effective mutants | precision | recall | root-first | time to diagnosis"
-        " (median / p90 of the run) |",
-        "|---|---|---|---|---|---|",
+        " (median / p90 of the run) | live, by the recorder's own verdicts |",
+        "|---|---|---|---|---|---|---|",
     ]
     for cause, c in figures["per_cause"].items():
         lines.append(
-            "| `%s` | %d | %s | %s | %s | %s |"
+            "| `%s` | %d | %s | %s | %s | %s | %s |"
             % (
                 cause,
                 c["mutants"],
@@ -625,15 +657,31 @@ def split_markdown(split, figures):
                 _fmt_rate(c["recall"]),
                 _fmt_rate(c["root_first"]),
                 _fmt_time(c["time_to_diagnosis"]),
+                _fmt_time(c.get("live_time_to_diagnosis")),
             )
         )
     lines.append(
-        "| **all** | %d | | %s | %s | %s |"
+        "| **all** | %d | | %s | %s | %s | %s |"
         % (
             figures["effective"],
             _fmt_rate(figures["recall"]),
             _fmt_rate(figures["root_first"]),
             _fmt_time(figures["time_to_diagnosis"]),
+            _fmt_time(figures.get("live_time_to_diagnosis")),
+        )
+    )
+    lines.append("")
+    lines.append(
+        "Live verdicts: %d runs recorded them; on the unmutated bases %d named a root cause"
+        ' while training (%s) and %d would have stopped with `stop_on="critical"`%s.'
+        % (
+            figures.get("live_verdicts", 0),
+            len(figures.get("live_false_alarms", [])),
+            ", ".join(figures.get("live_false_alarms", [])) or "none",
+            len(figures.get("live_false_stops", [])),
+            " (%s)" % ", ".join(figures["live_false_stops"])
+            if figures.get("live_false_stops")
+            else "",
         )
     )
     lines += [
