@@ -15,10 +15,10 @@ import os
 import sys
 import time
 
+from tb_plateau.live import ENDING_CAUSES, SEVERITIES
+
 EXIT_OK = 0
 EXIT_FOUND = 1
-SEVERITIES = ("warning", "critical")
-ENDING_CAUSES = frozenset(["not_converged"])
 
 
 def _signature(logdir, run):

@@ -126,11 +126,11 @@ class _RunWriter:
     its first value only, as TensorBoard's readers take it from there.
     """
 
-    def __init__(self, log_dir, every_n_steps, first_step=0):
+    def __init__(self, log_dir, every_n_steps):
         self.log_dir = log_dir
         self.every_n_steps = every_n_steps
         self._dense = dense_offsets(every_n_steps)
-        self._dense_from = first_step
+        self._dense_from = 0
         self._last_rate = None
         # Called with (step, scalars, vectors) after each record is written (the
         # live verdict reads the run from there, without reading the files back).
