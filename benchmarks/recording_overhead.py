@@ -9,7 +9,14 @@ Each is a `fit` of a few epochs; the first epoch (tracing) is dropped and the
 step time is an epoch's wall time over its steps. Prints medians and the
 overhead against the baseline of the same round.
 
+With --whole-run, each fit is one run of --steps steps, timed from fit's start
+to the end of its last step: the recorder's dense first records (every step,
+then doubling gaps), its live verdict thread and the tracing of both train
+functions (Keras' own and the instrumented one) fall inside the measured time.
+The median step is printed beside it.
+
     python benchmarks/recording_overhead.py [--rounds 5] [--every 10 100]
+    python benchmarks/recording_overhead.py --whole-run [--steps 1000]
 """
 
 import argparse
@@ -36,6 +43,20 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+
+
+class BatchTimer(keras.callbacks.Callback):
+    """Wall time between consecutive batch ends (the first batch from fit's start)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_train_begin(self, logs=None):
+        self.ends = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
 
 
 def mlp_task(rng):
@@ -74,17 +95,78 @@ def cnn_task(rng):
     return "CNN conv16-conv32-dense", build, x, y, 32
 
 
-def run_once(build, x, y, batch, callbacks, epochs):
+def compiled(build):
     keras.utils.set_random_seed(0)
     model = build()
     model.compile(
         keras.optimizers.Adam(1e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
+    return model
+
+
+def run_once(build, x, y, batch, callbacks, epochs):
+    model = compiled(build)
     timer = EpochTimer()
     model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=callbacks + [timer])
     steps = int(np.ceil(len(x) / batch))
     return [s / steps for s in timer.seconds[1:]]  # drop the tracing epoch
+
+
+def run_whole(build, x, y, batch, callbacks, steps):
+    """(seconds from fit's start to the end of step `steps` - 1, [seconds of each step])."""
+    model = compiled(build)
+    per_epoch = int(np.ceil(len(x) / batch))
+    epochs = int(np.ceil(steps / per_epoch))
+    timer = BatchTimer()
+    model.fit(
+        x,
+        y,
+        batch_size=batch,
+        epochs=epochs,
+        steps_per_epoch=min(per_epoch, steps),
+        verbose=0,
+        callbacks=callbacks + [timer],
+    )
+    ends = timer.ends[: steps + 1]
+    return ends[-1] - ends[0], list(np.diff(ends))
+
+
+def bench_whole(task, rounds, steps, workdir):
+    name, build, x, y, batch = task
+    configs = {
+        "none": lambda: [],
+        "PlateauCallback [defaults: dense start, live verdicts]": lambda: [
+            summaries.PlateauCallback(tempfile.mkdtemp(dir=workdir))
+        ],
+        "PlateauCallback(live=False)": lambda: [
+            summaries.PlateauCallback(tempfile.mkdtemp(dir=workdir), live=False)
+        ],
+    }
+    totals = {label: [] for label in configs}
+    steps_all = {label: [] for label in configs}
+    overheads = {label: [] for label in configs}
+    for r in range(rounds):
+        labels = list(configs)
+        labels = labels[r % len(labels) :] + labels[: r % len(labels)]
+        for label in labels:
+            total, step_times = run_whole(build, x, y, batch, configs[label](), steps)
+            totals[label].append(total)
+            steps_all[label].extend(step_times)
+        for label in configs:
+            overheads[label].append(totals[label][-1] / totals["none"][-1] - 1.0)
+    print("\n%s, batch %d, %d rounds of one %d-step run" % (name, batch, rounds, steps))
+    print("%-56s %10s %10s %12s" % ("", "run (s)", "overhead", "median step (ms)"))
+    for label in configs:
+        print(
+            "%-56s %10.3f %9.1f%% %12.3f"
+            % (
+                label,
+                statistics.median(totals[label]),
+                100 * statistics.median(overheads[label]),
+                1e3 * statistics.median(steps_all[label]),
+            )
+        )
 
 
 def bench(task, rounds, epochs, every_list, workdir):
@@ -141,13 +223,20 @@ def main():
         help="every_n_steps settings to measure",
     )
     parser.add_argument("--task", choices=["mlp", "cnn", "both"], default="both")
+    parser.add_argument(
+        "--whole-run", action="store_true", help="time whole runs from their first step"
+    )
+    parser.add_argument("--steps", type=int, default=1000, help="per run, with --whole-run")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     tasks = {"mlp": [mlp_task(rng)], "cnn": [cnn_task(rng)]}
     tasks["both"] = tasks["mlp"] + tasks["cnn"]
     with tempfile.TemporaryDirectory() as workdir:
         for task in tasks[args.task]:
-            bench(task, args.rounds, args.epochs, args.every, workdir)
+            if args.whole_run:
+                bench_whole(task, args.rounds, args.steps, workdir)
+            else:
+                bench(task, args.rounds, args.epochs, args.every, workdir)
 
 
 if __name__ == "__main__":

@@ -343,6 +343,12 @@ class ConfigView:
         return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
     @property
+    def epochs(self):
+        """The epochs the training was asked for (Keras' fit), or None."""
+        value = self.raw.get("epochs")
+        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
     def batch_size(self):
         value = self.raw.get("batch_size")
         return int(value) if isinstance(value, (int, float)) and value > 0 else None

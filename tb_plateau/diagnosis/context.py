@@ -26,6 +26,10 @@ STUCK_PROGRESS = 0.25  # of the starting loss
 # ... or it ended this close to the chance level (predicting the label
 # distribution alone), when the chance level is known.
 STUCK_CHANCE_SHARE = 0.85  # of the chance-level loss
+# Where the loss settles is not judged before this many epochs have ended, in a
+# run that was asked for more (a live diagnosis): the first epoch's mean is the
+# descent itself.
+EARLY_EPOCHS = 2  # epochs
 # A good fit: the (validation) loss ended below this share of the chance level
 # (a 10-class classifier at 0.58 from ln 10 = 2.3, a regression explaining
 # 75% of its targets' variance). A cause that did not stop such a training is
@@ -86,13 +90,20 @@ class RunContext:
 
     @property
     def too_early(self):
-        """True while a run that trains by epochs has not finished its first one (a live
-        diagnosis): where its loss settles cannot be judged yet."""
+        """True while a run that trains by epochs has not finished two of them and was asked
+        for more (a live diagnosis): its first epoch is the descent itself, and where its loss
+        settles cannot be judged yet."""
         per_epoch = self.config.steps_per_epoch
-        if per_epoch is None or self.epoch_train is not None:
+        if per_epoch is None:
             return False
-        last = self.last_step
-        return last is not None and last + 1 < per_epoch
+        done = 0 if self.epoch_train is None else len(self.epoch_train)
+        planned = self.config.epochs
+        if done >= EARLY_EPOCHS or (planned is not None and done >= planned):
+            return False
+        if done == 0:
+            last = self.last_step
+            return last is not None and last + 1 < per_epoch
+        return planned is not None
 
     @property
     def accelerating(self):

@@ -21,7 +21,9 @@ from tb_plateau.summaries.keras.stats import _data_summary, _read_weights, _upda
 from tb_plateau.summaries.writer import _RunWriter
 
 # A loss spike: a batch's loss this many times the epoch's running mean before
-# it, after this many batches of the epoch (the first are noisy).
+# it, after this many batches of the epoch (the first are noisy), and above any
+# running mean the run has had (its starting loss, as a rule): a low loss's
+# batch-to-batch noise is many times its mean and is no spike.
 SPIKE_FACTOR = 3.0
 SPIKE_MIN_BATCHES = 4  # batches
 
@@ -75,6 +77,7 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         self._live = None
         self.stopped_because = None  # the logged reason, when stop_on stopped the training
         self._epoch_mean = None  # (batch index, running mean of the loss) of the last batch
+        self._loss_ceiling = 0.0  # the highest running mean of the loss so far
         self._run = None
         self._hooks = None
         self._vars = None
@@ -318,8 +321,12 @@ class PlateauCallback(tf.keras.callbacks.Callback):
         if previous is not None and batch == previous[0] + 1 and batch >= SPIKE_MIN_BATCHES:
             # Keras logs the epoch's running mean: the batch's own loss from two of them.
             batch_loss = (batch + 1) * loss - batch * previous[1]
-            if batch_loss > SPIKE_FACTOR * max(previous[1], 0.0) > 0:
-                self._densify(self._step)
+            ceiling = self._loss_ceiling
+            if batch_loss > max(SPIKE_FACTOR * max(previous[1], 0.0), ceiling) > 0:
+                if not self._run.is_dense(self._step):
+                    self._densify(self._step)
+        if batch >= SPIKE_MIN_BATCHES or self._loss_ceiling == 0.0:
+            self._loss_ceiling = max(self._loss_ceiling, loss)
 
     def _densify(self, step):
         """Records densely from `step`, and has the live verdict look at once."""
