@@ -125,9 +125,30 @@ SATURATION_MARGIN = 0.03
 
 # Layer classes in the configuration record that normalize their input: batch
 # statistics (BATCH_NORMALIZATION_LAYERS) or per sample.
-BATCH_NORMALIZATION_LAYERS = frozenset(["BatchNormalization", "SyncBatchNormalization"])
+BATCH_NORMALIZATION_LAYERS = frozenset(
+    [
+        "BatchNormalization",
+        "SyncBatchNormalization",
+        # PyTorch
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "SyncBatchNorm",
+    ]
+)
 NORMALIZATION_LAYERS = BATCH_NORMALIZATION_LAYERS | frozenset(
-    ["LayerNormalization", "GroupNormalization", "UnitNormalization"]
+    [
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        # PyTorch
+        "LayerNorm",
+        "GroupNorm",
+        "RMSNorm",
+        "InstanceNorm1d",
+        "InstanceNorm2d",
+        "InstanceNorm3d",
+    ]
 )
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine, then runs all of it:
-# the package with TensorFlow (CPU) and the test tools, and Debian's Chromium
-# for the browser tests (Playwright drives it; it never downloads a browser).
+# the package with TensorFlow (CPU), PyTorch (torch==2.13.0, the CPU build, and
+# Lightning: pinned in the `test` extra) and the test tools, and Debian's
+# Chromium for the browser tests (Playwright drives it; it never downloads a
+# browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -43,6 +43,20 @@ INJECTED = (
 )
 
 
+def _torch_runs():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {}
+    from tests import torch_training
+
+    return torch_training.EXPECTED
+
+
+# PyTorch runs (`tests/torch_training.py`) and the root cause each is shown with.
+TORCH_RUNS = _torch_runs()
+
+
 @pytest.fixture(scope="module")
 def tensorboard(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
@@ -51,8 +65,14 @@ def tensorboard(tmp_path_factory):
         )
     logdir = plugin_logdirs.write_logdir(str(tmp_path_factory.mktemp("logdir")))
     plugin_logdirs.write_hostile_logdir(os.path.join(logdir, HOSTILE))
-    process = TensorBoardProcess(logdir, [])
     expected = set(plugin_logdirs.DIAGNOSABLE_RUNS) | {HTML_RUN, NONFINITE_RUN, CORRUPT_RUN}
+    if TORCH_RUNS:
+        from tests import torch_training
+
+        for kind in TORCH_RUNS:
+            torch_training.train(kind, os.path.join(logdir, "torch", kind))
+            expected.add("torch/" + kind)
+    process = TensorBoardProcess(logdir, [])
     process.wait_for(
         "/data/plugin/plateau/runs",
         lambda body: {e["run"] for e in body.get("runs", [])} >= expected,
@@ -323,4 +343,26 @@ def test_run_that_could_not_be_fully_read_says_so(tab):
     tab.select(CORRUPT_RUN)
     tab.frame.locator(".pl-problems").wait_for(timeout=UI_TIMEOUT_MS)
     tab.screenshot("plateau-not-fully-read.png")
+    assert tab.errors == []
+
+
+@pytest.mark.parametrize("kind", sorted(TORCH_RUNS))
+def test_pytorch_runs_show_their_cause_with_pytorch_fixes(tab, kind):
+    """PyTorch trainings recorded with `watch`: the right root cause first, its fix in
+    PyTorch code; the healthy one with no finding."""
+    from tests import torch_training
+
+    run = "torch/" + kind
+    tab.select(run)
+    cause = TORCH_RUNS[kind]
+    if cause is None:
+        tab.frame.locator(".pl-healthy-card").wait_for(timeout=UI_TIMEOUT_MS)
+        assert tab.frame.locator(".pl-card[data-cause]").count() == 0
+    else:
+        card = tab.frame.locator(".pl-card[data-cause]").first
+        card.wait_for(timeout=UI_TIMEOUT_MS)
+        assert card.get_attribute("data-cause") == cause
+        fix = card.locator(".pl-fix pre").first.text_content()
+        assert torch_training.is_pytorch_fix(fix), fix
+        tab.screenshot("plateau-torch-%s.png" % kind)
     assert tab.errors == []

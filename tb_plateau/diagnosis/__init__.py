@@ -203,15 +203,33 @@ def _stuck_without_cause(ctx, findings):
 
 
 def _framework_fixes(ctx, findings):
-    """Fixes in words any framework's user can act on, for runs not written from Keras."""
+    """Fixes in the run's framework: PyTorch code for PyTorch runs, words any framework's
+    user can act on for runs from an unknown writer (detectors write Keras code)."""
     if ctx.framework == "keras":
         return
+    pytorch = ctx.framework == "pytorch"
     for finding in findings:
-        if finding.fixes:
+        if not finding.fixes:
+            continue
+        if pytorch:
+            finding.fixes = configuration.torch_mismatch_fixes(finding) or causes.torch_fixes(
+                finding.cause
+            )
+        else:
             finding.fixes = causes.neutral_fixes(finding.cause)
-            rate = finding.evidence.get("learning_rate")
-            if finding.cause in (causes.LR_TOO_HIGH, causes.LR_TOO_LOW) and rate:
-                factor = 0.1 if finding.cause == causes.LR_TOO_HIGH else 10.0
+        rate = finding.evidence.get("learning_rate")
+        if finding.cause in (causes.LR_TOO_HIGH, causes.LR_TOO_LOW) and rate:
+            factor = 0.1 if finding.cause == causes.LR_TOO_HIGH else 10.0
+            if pytorch:
+                finding.fixes[0] = (
+                    "optimizer = torch.optim.%s(model.parameters(), lr=%s)  # 10x %s"
+                    % (
+                        ctx.config.optimizer_name or "Adam",
+                        fmt(rate * factor),
+                        "lower" if factor < 1 else "higher",
+                    )
+                )
+            else:
                 finding.fixes[0] = "Set the learning rate to %s (now %s)." % (
                     fmt(rate * factor),
                     fmt(rate),

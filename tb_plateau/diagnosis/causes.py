@@ -517,3 +517,117 @@ def fixes(cause_id):
 
 def neutral_fixes(cause_id):
     return list(CAUSES[cause_id].neutral_fixes)
+
+
+# The fixes as PyTorch code, for runs recorded with `tb_plateau.summaries.torch`.
+TORCH_FIXES = {
+    NONFINITE: (
+        "# Find rows with NaN/Inf before training:\n"
+        "bad = ~torch.isfinite(x).all(dim=1)\n"
+        "x, y = x[~bad], y[~bad]",
+        "torch.autograd.set_detect_anomaly(True)  # names the op that made the first NaN"
+        " (slow: debugging only)",
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)"
+        "  # between backward() and step()",
+        "loss = -torch.log(p.clamp_min(1e-7))  # guard logs in custom code",
+    ),
+    LR_TOO_HIGH: (
+        "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # or 10x lower than now",
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)"
+        "  # between backward() and step()",
+        "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01,"
+        " total_iters=500)  # warm up instead of starting high",
+    ),
+    LR_TOO_LOW: (
+        "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # or 10x higher than now",
+        "# Find a good rate: train a few hundred steps at each of 1e-4, 1e-3, 1e-2\n"
+        "# and keep the largest that lowers the loss steadily.",
+    ),
+    EXPLODING_GRADIENTS: (
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)"
+        "  # between backward() and step()",
+        'nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")  # He init for ReLU layers',
+        "nn.LayerNorm(features)  # between the layers whose gradients grow",
+    ),
+    VANISHING_GRADIENTS: (
+        "nn.Linear(n, 64), nn.ReLU()  # instead of nn.Sigmoid/nn.Tanh in hidden layers",
+        "nn.BatchNorm1d(64)  # after each hidden nn.Linear (nn.BatchNorm2d after nn.Conv2d)",
+        "# Residual connections, in forward():\nx = x + self.block(x)",
+    ),
+    DEAD_RELU: (
+        'nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")\nnn.init.zeros_(layer.bias)',
+        "nn.LeakyReLU(0.1)  # or nn.GELU(): both pass gradient below zero",
+        "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # a lower rate",
+    ),
+    SATURATED_ACTIVATIONS: (
+        "nn.init.xavier_uniform_(layer.weight)  # Glorot init for tanh/sigmoid layers",
+        "nn.ReLU()  # in hidden layers, with kaiming_normal_ init",
+        "nn.BatchNorm1d(features)  # before the saturating activation",
+    ),
+    UNNORMALIZED_INPUTS: (
+        "mean, std = x_train.mean(dim=0), x_train.std(dim=0)\n"
+        "x_train = (x_train - mean) / std  # the same mean and std for validation data",
+        "torchvision.transforms.Normalize(mean, std)  # for images, after ToTensor()",
+    ),
+    LOSS_OUTPUT_MISMATCH: (
+        "nn.CrossEntropyLoss()  # takes raw logits: no nn.Softmax before it",
+        "nn.BCEWithLogitsLoss()  # one logit per label: no nn.Sigmoid before it",
+        "nn.Linear(hidden, 1)  # a linear output for regression, with nn.MSELoss()",
+    ),
+    ZERO_GRADIENT: (
+        "# Replace non-differentiable ops (sign, round, argmax, thresholds, .long()) by\n"
+        "# smooth ones: torch.tanh(k * x) for sign, torch.sigmoid(k * (x - t)) for x > t.",
+        "# Find parameters that get no gradient (not connected to the loss, or behind\n"
+        "# .detach()):\n"
+        "loss.backward()\n"
+        "print([n for n, p in model.named_parameters() if p.grad is None])",
+    ),
+    BATCHNORM_MISUSE: (
+        "DataLoader(dataset, batch_size=32, drop_last=True)  # batch norm needs 16 or more",
+        "nn.LayerNorm(features)  # or nn.GroupNorm(8, channels), for small batches",
+        "model.train()  # before training: in eval mode batch norm never updates its statistics",
+    ),
+    INSUFFICIENT_CAPACITY: (
+        "nn.Linear(n, 128), nn.ReLU()  # wider hidden layers",
+        "# Add hidden layers, and remove bottlenecks narrower than the output.",
+    ),
+    NO_SIGNAL: (
+        "# Check that inputs and labels are still aligned (shuffled together, same order):\n"
+        "x, y = next(iter(loader))\n"
+        "print(x[:5], y[:5])",
+        "print(torch.unique(y_train, return_counts=True))  # constant or wrong labels?",
+    ),
+    OVERFITTING: (
+        "# Early stopping: keep the weights of the epoch with the lowest validation loss\n"
+        "if val_loss < best:\n"
+        "    best, best_state = val_loss, copy.deepcopy(model.state_dict())",
+        "nn.Dropout(0.3)  # between hidden layers",
+        "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)",
+    ),
+    NOT_CONVERGED: (
+        "for epoch in range(2 * epochs):  # train longer",
+        "scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,"
+        " patience=3)\nscheduler.step(val_loss)  # once per epoch",
+    ),
+    OVER_REGULARIZATION: (
+        "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)"
+        "  # 1e-5 to 1e-3 is usual",
+        "nn.Dropout(0.2)  # 0.1-0.5 between hidden layers",
+        "nn.CrossEntropyLoss(label_smoothing=0.1)",
+    ),
+    UNEXPLAINED_PLATEAU: (
+        "# Check the step size first: train a few hundred steps at each of 1e-4, 1e-3,"
+        " 1e-2\n# and keep the largest that lowers the loss steadily.",
+        "# Check the data: can the model overfit 32 samples?\n"
+        "x, y = x_train[:32], y_train[:32]\n"
+        "for _ in range(200):\n"
+        "    optimizer.zero_grad()\n"
+        "    loss_fn(model(x), y).backward()\n"
+        "    optimizer.step()",
+    ),
+}
+assert set(TORCH_FIXES) == set(CAUSES), "every cause has PyTorch fixes"
+
+
+def torch_fixes(cause_id):
+    return list(TORCH_FIXES[cause_id])

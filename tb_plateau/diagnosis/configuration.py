@@ -179,9 +179,9 @@ def _mismatches(config):
             (
                 causes.WARNING,
                 "Probabilities passed to a loss that expects logits",
-                "The output layer applies %s, but the loss %r has from_logits=True: it"
-                " applies %s again to values already in [0, 1], so predictions can never"
-                " become confident and gradients stay weak." % (activation, loss, activation),
+                "The output layer applies %s, but %s: it applies %s again to values"
+                " already in [0, 1], so predictions can never become confident and"
+                " gradients stay weak." % (activation, _takes_logits(config), activation),
                 [
                     "keras.layers.Dense(num_classes)  # drop the output activation, keep"
                     " from_logits=True"
@@ -199,8 +199,8 @@ def _mismatches(config):
                 causes.CRITICAL,
                 "Logits passed to a loss that expects probabilities",
                 "The output layer has no activation (it outputs logits, any real number),"
-                " but the loss %r has from_logits=False: it reads them as probabilities,"
-                " clipping them to [1e-7, 1 - 1e-7], where the gradient is zero." % loss,
+                " but %s: it reads them as probabilities, clipping them to"
+                " [1e-7, 1 - 1e-7], where the gradient is zero." % _takes_probabilities(config),
                 [
                     "loss = keras.losses.%s(from_logits=True)" % _loss_class_name(config),
                     'keras.layers.Dense(units, activation="%s")'
@@ -292,6 +292,64 @@ def _mismatches(config):
                 )
             )
     return found
+
+
+def _takes_logits(config):
+    if config.framework == "pytorch":
+        return "%s takes raw logits" % config.loss.get("class")
+    return "the loss %r has from_logits=True" % (config.loss_name or config.loss_class)
+
+
+def _takes_probabilities(config):
+    if config.framework == "pytorch":
+        return "%s takes probabilities" % config.loss.get("class")
+    return "the loss %r has from_logits=False" % (config.loss_name or config.loss_class)
+
+
+# The same fixes as PyTorch code, by the problem's title.
+_TORCH_MISMATCH_FIXES = {
+    "Softmax over a single output unit": [
+        "nn.Linear(hidden, 1)  # one logit, with nn.BCEWithLogitsLoss() and 0./1. labels",
+        "nn.Linear(hidden, num_classes)  # one unit per class, with nn.CrossEntropyLoss()",
+    ],
+    "Categorical cross-entropy on a single output unit": [
+        "loss_fn = nn.BCEWithLogitsLoss()  # one logit per sample, labels 0./1.",
+        "nn.Linear(hidden, num_classes)  # one unit per class, with nn.CrossEntropyLoss()",
+    ],
+    "Probabilities passed to a loss that expects logits": [
+        "model = nn.Sequential(..., nn.Linear(hidden, num_classes))  # no final nn.Softmax:"
+        " nn.CrossEntropyLoss applies it itself (nn.BCEWithLogitsLoss the sigmoid)",
+        "probabilities = model(x).softmax(dim=1)  # where you need them, at inference",
+    ],
+    "Logits passed to a loss that expects probabilities": [
+        "loss_fn = nn.BCEWithLogitsLoss()  # instead of nn.BCELoss on raw outputs",
+        "model = nn.Sequential(..., nn.Linear(hidden, 1), nn.Sigmoid())  # if nn.BCELoss stays",
+    ],
+    "Binary cross-entropy on labels outside [0, 1]": [
+        "y = (y > 0).float()  # e.g. labels -1/+1 -> 0/1",
+    ],
+    "Sparse labels out of range": [
+        "y = y - 1  # if classes are numbered from 1",
+        "nn.Linear(hidden, int(y.max()) + 1)  # one unit per class id",
+    ],
+    "Softmax output for multi-label targets": [
+        "nn.Linear(hidden, num_labels)  # one logit per label, with\n"
+        "loss_fn = nn.BCEWithLogitsLoss()",
+    ],
+    "The output activation cannot reach the targets": [
+        "nn.Linear(hidden, 1)  # a linear output for regression: no activation after it",
+    ],
+}
+
+
+def torch_mismatch_fixes(finding):
+    """A loss/output mismatch's fixes as PyTorch code, or None for other findings."""
+    if finding.cause != causes.LOSS_OUTPUT_MISMATCH:
+        return None
+    fixes = []
+    for problem in finding.evidence.get("problems") or []:
+        fixes.extend(_TORCH_MISMATCH_FIXES.get(problem, []))
+    return fixes or None
 
 
 def _finite_label_row_sum(config):

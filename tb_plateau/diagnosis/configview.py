@@ -65,6 +65,7 @@ INPUT_ADAPTING_LAYERS = frozenset(
         "Rescaling",
         *metadata.NORMALIZATION_LAYERS,
         "Embedding",
+        "EmbeddingBag",
         "StringLookup",
         "IntegerLookup",
         "TextVectorization",
@@ -88,6 +89,13 @@ _SHAPE_ONLY_LAYERS = frozenset(
         "ZeroPadding1D",
         "ZeroPadding2D",
         "Masking",
+        # PyTorch
+        "Unflatten",
+        "Identity",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
     ]
 )
 
@@ -213,6 +221,14 @@ class ConfigView:
     @property
     def is_empty(self):
         return not self.raw
+
+    @property
+    def framework(self):
+        """ "pytorch" for a record from `summaries.torch`, "keras" for the Keras recorders
+        (which name no framework), None without a record."""
+        if self.is_empty:
+            return None
+        return str(self.raw.get("framework") or "keras")
 
     # ----- loss
 

@@ -344,7 +344,7 @@ _KERAS_TAGS = ("epoch_loss", "epoch_learning_rate", "evaluation_loss_vs_iteratio
 
 def _framework(run, config):
     if not config.is_empty:
-        return "keras"  # tb_plateau's recorder is Keras' today
+        return config.framework
     if any(tag in _KERAS_TAGS for tag in list(run.other_scalars) + list(run.validation_scalars)):
         return "keras"
     return None

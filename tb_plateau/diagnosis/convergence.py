@@ -222,7 +222,7 @@ def _bottleneck(config):
 def _fan_in(layer):
     """Inputs a Dense layer reads per sample, from its parameter count, or None."""
     units, params = layer.get("units"), layer.get("params")
-    if layer.get("class") != "Dense" or not isinstance(units, int) or units <= 0:
+    if layer.get("class") not in ("Dense", "Linear") or not isinstance(units, int) or units <= 0:
         return None
     if not isinstance(params, int) or params <= 0 or params % units:
         return None

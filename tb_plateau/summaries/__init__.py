@@ -35,7 +35,7 @@ import importlib
 # need no TensorFlow, so a front end for another framework can use them
 # without importing it; the Keras side imports TensorFlow when asked for.
 _PUBLIC = {
-    "DEFAULT_EVERY_N_STEPS": "keras.record",
+    "DEFAULT_EVERY_N_STEPS": "record",
     "PlateauCallback": "keras.callback",
     "Recorder": "keras.recorder",
     "write_config": "writer",

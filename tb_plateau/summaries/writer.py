@@ -6,12 +6,12 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import weakref
 
 import numpy as np
-from tensorboard.compat import tf as _tb_tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
@@ -130,6 +130,7 @@ class _RunWriter:
         self.log_dir = log_dir
         self.every_n_steps = every_n_steps
         self._dense = dense_offsets(every_n_steps)
+        self._dense_last = max(self._dense)
         self._dense_from = 0
         self._last_rate = None
         # Called with (step, scalars, vectors) after each record is written (the
@@ -153,6 +154,10 @@ class _RunWriter:
             or (step - self._dense_from) in self._dense
             or self.needs_config
         )
+
+    def is_dense(self, step):
+        """True while `step` is inside the current dense phase."""
+        return 0 <= int(step) - self._dense_from <= self._dense_last
 
     def note_learning_rate(self, step, rate):
         """Densifies after `step` when the rate changed by RATE_CHANGE_FACTOR since the last
@@ -296,14 +301,15 @@ class _EventFile:
     def __init__(self, log_dir):
         from tensorboard.summary.writer.record_writer import RecordWriter
 
-        _tb_tf.io.gfile.makedirs(log_dir)
+        gfile = _gfile()
+        gfile.makedirs(log_dir)
         name = "events.out.tfevents.%010d.%s.%s.%s.plateau" % (
             time.time(),
             socket.gethostname(),
             os.getpid(),
             next(self._uid),
         )
-        self._file = _tb_tf.io.gfile.GFile(os.path.join(log_dir, name), "wb")
+        self._file = gfile.GFile(os.path.join(log_dir, name), "wb")
         self._records = RecordWriter(self._file)
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         self.flush()
@@ -316,6 +322,19 @@ class _EventFile:
 
     def close(self):
         self._records.close()
+
+
+def _gfile():
+    """TensorFlow's gfile when TensorFlow is already loaded (the Keras side), else
+    TensorBoard's own (local paths, S3, fsspec): a PyTorch training never imports
+    TensorFlow for its records."""
+    if sys.modules.get("tensorflow") is not None:
+        from tensorboard.compat import tf
+
+        return tf.io.gfile
+    from tensorboard.compat.tensorflow_stub.io import gfile
+
+    return gfile
 
 
 def _flush_at_exit(ref):

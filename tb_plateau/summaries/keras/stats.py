@@ -7,15 +7,19 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
+from tb_plateau.summaries.record import (  # noqa: F401 - the Keras side's names for them
+    _ACT_FIELDS,
+    _FEATURE_FIELDS,
+    _LABEL_FIELDS,
+    _MAX_CLASSES,
+    _MAX_FEATURES,
+    _OUTPUT_FIELDS,
+    _STEP_FIELDS,
+    _data_summary,
+)
 
 logger = logging.getLogger("tb_plateau")
 
-
-# Entries of one input's per-feature statistics; wider inputs (one-hot text,
-# flattened images) are summarized over all features instead.
-_MAX_FEATURES = 4096  # features
-# Classes counted in the label statistics; more are summarized by range only.
-_MAX_CLASSES = 10_000  # classes
 
 # Activation families and the saturation margin: the contract in `metadata`.
 RELU_FAMILY = metadata.RELU_FAMILY
@@ -23,24 +27,6 @@ SIGMOID_FAMILY = metadata.SIGMOID_FAMILY
 TANH_FAMILY = metadata.TANH_FAMILY
 SOFTMAX_FAMILY = metadata.SOFTMAX_FAMILY
 SATURATION_MARGIN = metadata.SATURATION_MARGIN
-
-
-# Per-layer entries stored in the step variables.
-_ACT_FIELDS = ("mean", "std", "dead_fraction", "saturated_fraction", "nonfinite")
-_OUTPUT_FIELDS = ("min", "max", "mean", "row_sum_min", "row_sum_max", "row_sum_mean")
-_STEP_FIELDS = ("loss", "inputs_nonfinite", "labels_nonfinite", "loss_nonfinite", "batch_size")
-_FEATURE_FIELDS = ("mean", "std", "min", "max")
-_LABEL_FIELDS = (
-    "min",
-    "max",
-    "mean",
-    "std",
-    "integral_fraction",
-    "unit_interval_fraction",
-    "one_hot_row_fraction",
-    "row_sum_mean",
-    "input_match_fraction",
-)
 
 
 # --------------------------------------------------------------------------
@@ -267,47 +253,6 @@ def _update_ratio(index, before, after):
         base[i] += float(np.sum(np.square(w0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt(delta) / np.sqrt(base)
-
-
-def _data_summary(
-    input_names, feature_stats, label_stats, class_counts, x_dtypes, y_dtypes, y_shapes
-):
-    inputs = []
-    for (name, _), stats, dtype in zip(input_names, feature_stats, x_dtypes):
-        stats = np.asarray(stats, dtype=np.float64)
-        stds = stats[:, 1]
-        positive = stds[np.isfinite(stds) & (stds > 0)]
-        inputs.append(
-            {
-                "name": name,
-                "dtype": dtype,
-                "features": int(stats.shape[0]),
-                "mean": stats[:, 0].tolist(),
-                "std": stds.tolist(),
-                "min": stats[:, 2].tolist(),
-                "max": stats[:, 3].tolist(),
-                "abs_max": float(np.nanmax(np.abs(stats[:, 2:4]))) if stats.size else None,
-                "scale_spread": float(positive.max() / positive.min()) if positive.size else None,
-            }
-        )
-    labels = []
-    for summary, counts, dtype, shape in zip(label_stats, class_counts, y_dtypes, y_shapes):
-        summary = np.asarray(summary, dtype=np.float64)
-        counts = np.asarray(counts, dtype=np.float64)
-        entry = {name: float(value) for name, value in zip(_LABEL_FIELDS, summary)}
-        entry["dtype"] = dtype
-        entry["shape"] = shape
-        entry["class_counts"] = counts.tolist()
-        entry["distinct_classes"] = int(np.count_nonzero(counts))
-        entry["encoding"] = (
-            "one_hot"
-            if entry["one_hot_row_fraction"] > 0.99
-            else "sparse"
-            if entry["integral_fraction"] > 0.99 and (shape[-1:] in ([1], []) or len(shape) <= 1)
-            else "dense"
-        )
-        labels.append(entry)
-    return {"inputs": inputs, "labels": labels}
 
 
 def _var_key(variable):
