@@ -548,6 +548,44 @@ def test_mirrored_strategy_two_replicas(tmp_path):
     assert "two replicas agree with one device" in result.stdout
 
 
+def test_only_the_chief_of_a_multi_worker_training_writes(tmp_path):
+    """Who writes, from TensorFlow's own cluster resolvers; a worker that is not the chief
+    records the same steps (its collectives must match the chief's) and writes nothing.
+    (Keras 3's `fit` itself fails under MultiWorkerMirroredStrategy, keras-team/keras#20585,
+    so a two-process fit cannot run here.)"""
+    from types import SimpleNamespace
+
+    from tb_plateau.summaries.keras.callback import _is_chief
+    from tb_plateau.summaries.writer import _RunWriter
+
+    def strategy(cluster, task_type, task_id):
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id
+        )
+        return SimpleNamespace(cluster_resolver=resolver)
+
+    workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    assert _is_chief(strategy(workers, "worker", 0))
+    assert not _is_chief(strategy(workers, "worker", 1))
+    with_chief = dict(workers, chief=["127.0.0.1:3"])
+    assert _is_chief(strategy(with_chief, "chief", 0))
+    assert not _is_chief(strategy(with_chief, "worker", 0))
+    assert _is_chief(tf.distribute.get_strategy())  # one process, no cluster
+
+    os.makedirs(tmp_path / "worker")
+    chief = _RunWriter(str(tmp_path / "chief"), 10)
+    worker = _RunWriter(str(tmp_path / "worker"), 10, silent=True)
+    for writer in (chief, worker):
+        for step in range(40):
+            if writer.is_due(step):
+                config = {"first_step": step} if writer.needs_config else None
+                writer.write(step, scalars=[(metadata.BATCH_LOSS, 1.0)], config=config)
+        writer.close()
+    assert os.listdir(tmp_path / "worker") == []
+    chief_steps = rundata.read_run_directory(str(tmp_path / "chief"), "chief")
+    assert chief_steps.scalars[metadata.BATCH_LOSS].steps.tolist() == due_steps(10, 40)
+
+
 def test_recorder_for_a_custom_loop(tmp_path):
     x, y = _data()
     model = _half_dead_mlp()

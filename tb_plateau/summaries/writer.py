@@ -126,9 +126,14 @@ class _RunWriter:
     its first value only, as TensorBoard's readers take it from there.
     """
 
-    def __init__(self, log_dir, every_n_steps):
+    def __init__(self, log_dir, every_n_steps, silent=False):
         self.log_dir = log_dir
         self.every_n_steps = every_n_steps
+        # A silent writer keeps the schedule (which steps are due) but writes nothing:
+        # a worker that is not the chief of a multi-worker training runs the same
+        # recording steps as the chief (their collectives must match) and leaves
+        # the files to it.
+        self.silent = bool(silent)
         self._dense = dense_offsets(every_n_steps)
         self._dense_last = max(self._dense)
         self._dense_from = 0
@@ -217,6 +222,9 @@ class _RunWriter:
         """scalars: [(name, value)]; vectors: [(name, values, labels, extra)]; config and
         verdict: JSON records."""
         with self._lock:  # the training thread writes records, the live verdict its verdicts
+            if self.silent:
+                self._config_written = self._config_written or config is not None
+                return
             if self._write_failed:
                 return
             if self._config_written:

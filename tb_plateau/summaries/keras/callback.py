@@ -1,5 +1,6 @@
 """The Keras callback: `PlateauCallback` for `model.fit`."""
 
+import logging
 import math
 
 import numpy as np
@@ -20,6 +21,8 @@ from tb_plateau.summaries.keras.record import DEFAULT_EVERY_N_STEPS, _record_vec
 from tb_plateau.summaries.keras.stats import _data_summary, _read_weights, _update_ratio
 from tb_plateau.summaries.writer import _RunWriter
 
+logger = logging.getLogger("tb_plateau")
+
 # A loss spike: a batch's loss this many times the epoch's running mean before
 # it, after this many batches of the epoch (the first are noisy), and above any
 # running mean the run has had (its starting loss, as a rule): a low loss's
@@ -29,6 +32,28 @@ SPIKE_MIN_BATCHES = 4  # batches
 
 # --------------------------------------------------------------------------
 # The Keras callback
+
+
+def _is_multi_worker(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and getattr(resolver, "task_type", None) is not None
+
+
+def _is_chief(strategy):
+    """True unless this process is a worker, not the chief, of a multi-worker training
+    (MultiWorkerMirroredStrategy): the chief is task "chief", or worker 0 of a cluster
+    without one, as Keras' own callbacks decide."""
+    if not _is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    try:
+        has_chief = "chief" in resolver.cluster_spec().as_dict()
+    except Exception:  # noqa: BLE001 - a resolver without a spec: worker 0 leads
+        has_chief = False
+    return task_type == "worker" and int(task_id or 0) == 0 and not has_chief
 
 
 class PlateauCallback(tf.keras.callbacks.Callback):
@@ -100,10 +125,19 @@ class PlateauCallback(tf.keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self._run is None:
-            self._run = _RunWriter(self.log_dir, self.every_n_steps)
+            chief = _is_chief(self.model.distribute_strategy)
+            self._run = _RunWriter(self.log_dir, self.every_n_steps, silent=not chief)
+            if self.stop_on is not None and _is_multi_worker(self.model.distribute_strategy):
+                # One worker stopping alone would leave the others waiting in their
+                # collectives: under a multi-worker strategy the verdict only speaks.
+                logger.warning(
+                    "tb_plateau: stop_on is ignored under a multi-worker strategy;"
+                    " the live verdict still logs on the chief"
+                )
+                self.stop_on = None
         self._sync_step()
         self._run.densify(self._step)  # a resumed training starts densely too
-        if self.live and self._live is None:
+        if self.live and self._live is None and not self._run.silent:
             self._live = self._guard().run(
                 "live", LiveVerdict, self._run, str(self.log_dir), self.stop_on
             )
