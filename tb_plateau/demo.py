@@ -1,8 +1,9 @@
 """`tb-plateau demo`: trains small example runs, then opens TensorBoard on them.
 
 One healthy run and several broken in known, different ways, each a few
-seconds on a laptop CPU, recorded with `PlateauCallback`. Re-running replaces
-the demo's runs instead of adding to them.
+seconds on a laptop CPU, recorded with `PlateauCallback`; with PyTorch
+installed, a PyTorch run too, recorded with `summaries.torch.watch`.
+Re-running replaces the demo's runs instead of adding to them.
 """
 
 import os
@@ -113,6 +114,70 @@ SCENARIOS = [
 ]
 
 
+def pytorch_softmax_before_cross_entropy(torch, rng):
+    """A PyTorch classifier ending in nn.Softmax, trained with nn.CrossEntropyLoss (which
+    applies log-softmax itself): probabilities into a logits loss."""
+    from torch import nn
+
+    x, y = _data(rng)
+    model = nn.Sequential(
+        nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3), nn.Softmax(1)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, optimizer, nn.CrossEntropyLoss(), x, y, 10
+
+
+# Run with PyTorch when it is installed (`pip install tb-plateau[torch]`).
+TORCH_SCENARIOS = [("pytorch_softmax_into_cross_entropy", pytorch_softmax_before_cross_entropy)]
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _train_torch(run_dir, build, seed, batch_size=32):
+    import torch
+
+    from tb_plateau.summaries.torch import watch
+
+    torch.manual_seed(seed)
+    model, optimizer, loss_fn, x, y, epochs = build(torch, np.random.default_rng(seed))
+    x, y = torch.tensor(x), torch.tensor(y, dtype=torch.long)
+    steps = len(x) // batch_size
+    with watch(
+        model,
+        optimizer,
+        loss_fn,
+        log_dir=run_dir,
+        every_n_steps=_EVERY_N_STEPS,
+        steps_per_epoch=steps,
+        epochs=epochs,
+    ) as handle:
+        for _ in range(epochs):
+            order = torch.randperm(len(x))
+            total = 0.0
+            for i in range(steps):
+                batch = order[i * batch_size : (i + 1) * batch_size]
+                optimizer.zero_grad()
+                loss = loss_fn(model(x[batch]), y[batch])
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+            handle.epoch_end(loss=total / steps)
+
+
+def scenario_names():
+    """The demo's runs: the Keras scenarios, and the PyTorch ones when torch is installed."""
+    names = [name for name, _ in SCENARIOS]
+    if torch_available():
+        names += [name for name, _ in TORCH_SCENARIOS]
+    return names
+
+
 def train_all(logdir, out=sys.stdout):
     """Trains every scenario into logdir/<name>, replacing earlier demo runs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -122,29 +187,33 @@ def train_all(logdir, out=sys.stdout):
 
     os.makedirs(logdir, exist_ok=True)
     started = time.perf_counter()
-    for i, (name, build) in enumerate(SCENARIOS, 1):
+    scenarios = SCENARIOS + (TORCH_SCENARIOS if torch_available() else [])
+    for i, (name, build) in enumerate(scenarios, 1):
         run_dir = os.path.join(logdir, name)
         shutil.rmtree(run_dir, ignore_errors=True)
-        out.write("[%d/%d] %-26s " % (i, len(SCENARIOS), name))
+        out.write("[%d/%d] %-34s " % (i, len(scenarios), name))
         out.flush()
         t0 = time.perf_counter()
-        keras.utils.set_random_seed(i)
-        model, x, y, epochs = build(keras, np.random.default_rng(i))
-        model.fit(
-            x,
-            y,
-            batch_size=32,
-            epochs=epochs,
-            validation_split=0.2,
-            verbose=0,
-            callbacks=[PlateauCallback(run_dir, every_n_steps=_EVERY_N_STEPS)],
-        )
+        if (name, build) in TORCH_SCENARIOS:
+            _train_torch(run_dir, build, seed=i)
+        else:
+            keras.utils.set_random_seed(i)
+            model, x, y, epochs = build(keras, np.random.default_rng(i))
+            model.fit(
+                x,
+                y,
+                batch_size=32,
+                epochs=epochs,
+                validation_split=0.2,
+                verbose=0,
+                callbacks=[PlateauCallback(run_dir, every_n_steps=_EVERY_N_STEPS)],
+            )
         out.write("trained in %.1fs\n" % (time.perf_counter() - t0))
         out.flush()
     out.write(
-        "All %d runs in %.1fs, in %s\n" % (len(SCENARIOS), time.perf_counter() - started, logdir)
+        "All %d runs in %.1fs, in %s\n" % (len(scenarios), time.perf_counter() - started, logdir)
     )
-    return [name for name, _ in SCENARIOS]
+    return [name for name, _ in scenarios]
 
 
 def print_summary(logdir, names, out=sys.stdout):
@@ -154,7 +223,7 @@ def print_summary(logdir, names, out=sys.stdout):
     for name in names:
         report = diagnosis.run_report(rundata.read_logdir_run(logdir, name))
         top = report["findings"][0]["title"] if report["findings"] else "no problem found"
-        out.write("  %-26s %-9s %s\n" % (name, report["verdict"], top))
+        out.write("  %-34s %-9s %s\n" % (name, report["verdict"], top))
 
 
 def serve(logdir, port=None, open_browser=True, out=sys.stdout):
