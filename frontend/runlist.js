@@ -77,6 +77,13 @@ export function renderRunList() {
     }, [
       el("div", { className: "pl-run-line" }, [
         el("span", { className: "pl-run-name", text: entry.run }),
+        entry.live
+          ? el("span", {
+            className: "pl-live",
+            text: "live",
+            attrs: { title: "Still being written: its last record is under two minutes old" },
+          })
+          : null,
         entry.incomplete && shownVerdict(entry) !== "incomplete" ? badge("incomplete") : null,
         badge(shownVerdict(entry)),
       ]),
@@ -133,5 +140,5 @@ export function selectRun(run) {
 
 export function runStamp(entry) {
   if (!entry || entry.pending) return null;
-  return [entry.max_step, entry.last_wall_time, entry.verdict, entry.findings_count, problemsOf(entry).length].join("|");
+  return [entry.max_step, entry.last_wall_time, entry.live, entry.verdict, entry.findings_count, problemsOf(entry).length].join("|");
 }

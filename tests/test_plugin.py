@@ -118,6 +118,27 @@ def test_runs_lists_every_diagnosable_run_once(server):
     )
 
 
+def test_runs_still_being_written_are_marked_live(tmp_path, write_scalars):
+    """A run whose last event is seconds old is live; one last written long ago is not."""
+    import time
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    write_scalars(tmp_path / "finished", "loss", [1.0, 0.5, 0.4])  # wall times 1970
+    writer = EventFileWriter(str(tmp_path / "training"))
+    for step, value in enumerate([1.0, 0.8]):
+        value = summary_pb2.Summary.Value(tag="loss", simple_value=value)
+        event = event_pb2.Event(
+            step=step, wall_time=time.time(), summary=summary_pb2.Summary(value=[value])
+        )
+        writer.add_event(event)
+    writer.close()
+    runs = Server(str(tmp_path)).runs()
+    assert runs["training"]["live"] is True
+    assert runs["finished"]["live"] is False
+
+
 def test_runs_carry_verdict_and_top_finding(server):
     runs = _runs(server)
     for name, entry in runs.items():

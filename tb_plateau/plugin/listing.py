@@ -1,6 +1,7 @@
 """The cheap listing of a logdir's runs (names, tags, last steps) and `/runs` items."""
 
 import logging
+import time
 
 from tensorboard.data import provider as provider_lib
 
@@ -75,9 +76,16 @@ def _merge(*listings):
     return merged
 
 
-def run_item(run, entry, listing):
+# A run whose last event is this recent is still being written (the tab marks it
+# "live"): a few times TensorBoard's 30 s reload, and long enough for a training
+# that records every 100 steps of a second each.
+LIVE_SECONDS = 120.0  # seconds
+
+
+def run_item(run, entry, listing, now=None):
     """One run of `/runs`, from its (possibly missing or stale) cache entry."""
     max_step, last_wall_time = listing.last_update(run)
+    now = time.time() if now is None else now
     item = {
         "run": run,
         "verdict": None,
@@ -88,6 +96,7 @@ def run_item(run, entry, listing):
         "validation_run": listing.validation_sibling(run),
         "max_step": max_step,
         "last_wall_time": last_wall_time,
+        "live": last_wall_time is not None and 0 <= now - last_wall_time < LIVE_SECONDS,
         "incomplete": False,
         "problems": [],
         "notes": [],
