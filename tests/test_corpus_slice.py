@@ -1,11 +1,14 @@
 """A fast slice of the fault-injection corpus (`benchmarks/corpus`), as a CI check.
 
-One dev base trained unmutated and broken by five operators whose causes the engine names
-today, all through the corpus's own code (`run.run_case`, the same function its workers run,
+One dev base of each framework (Keras, and PyTorch where torch is installed) trained
+unmutated and broken by five operators whose causes the engine names today, all through the
+corpus's own code (`run.run_case`, the same function its workers run,
 then `run.diagnose_results`, the same diagnosis as `score`). It keeps the corpus's code
 working and its clearest cases named; the corpus itself (about 430 trainings) is a benchmark,
 `python -m benchmarks.corpus.run train` then `score`, not a test.
 """
+
+import importlib.util
 
 import pytest
 
@@ -15,17 +18,19 @@ from benchmarks.corpus import run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-BASE = "tabular_mlp"  # the fastest dev base
+# The fastest dev base of each framework.
+BASES = ["tabular_mlp"] + (["torch_mlp"] if importlib.util.find_spec("torch") else [])
 # Five different causes, each the operator's expected top finding.
 OPERATORS = ("lr_x100", "nan_rows", "labels_constant", "bias_negative", "inputs_x1000")
 
 
-@pytest.fixture(scope="module")
-def diagnosed(tmp_path_factory):
+@pytest.fixture(scope="module", params=BASES)
+def diagnosed(request, tmp_path_factory):
+    base = request.param
     root = str(tmp_path_factory.mktemp("corpus"))
-    records = [run.run_case(run.Case(BASE, op, 0), root) for op in (run.NONE,) + OPERATORS]
+    records = [run.run_case(run.Case(base, op, 0), root) for op in (run.NONE,) + OPERATORS]
     for record in records:
-        record["logdir"] = run.Case(BASE, record["operator"], 0).logdir(root)
+        record["logdir"] = run.Case(base, record["operator"], 0).logdir(root)
     return {record["operator"]: record for record in run.diagnose_results(records)}
 
 

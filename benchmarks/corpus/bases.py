@@ -82,6 +82,8 @@ class Base:
       recurrent: has an RNN layer (tanh, and in an LSTM/GRU sigmoid, units inside).
       custom_loop: trained by a `tf.GradientTape` loop with `Recorder`, not by `fit`.
       unit_targets: the targets lie in [0, 1] (pixels): a sigmoid output fits them.
+      framework: "keras", or "torch" for a PyTorch model (`torch_bases`) recorded with
+        `summaries.torch.watch`.
     """
 
     name: str
@@ -97,6 +99,7 @@ class Base:
     recurrent: bool = False
     custom_loop: bool = False
     unit_targets: bool = False
+    framework: str = "keras"  # or "torch": `torch_bases`
 
     def default_params(self):
         return {**DEFAULTS, **self.overrides}
@@ -866,6 +869,10 @@ def train(base, params, seed, logdir):
     numpy Generator, so that a base and its mutants with the same seed start from the same
     data and, where the model is the same, the same weights.
     """
+    if base.framework == "torch":
+        from benchmarks.corpus import torch_bases
+
+        return torch_bases.train(base, params, seed, logdir)
     keras = _keras()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -893,3 +900,12 @@ def train(base, params, seed, logdir):
         "chance_score": chance,
         "history": history,
     }
+
+
+def _add_torch_bases():
+    from benchmarks.corpus import torch_bases  # defines its bases with this module's hooks
+
+    BASES.update((base.name, base) for base in torch_bases.BASES)
+
+
+_add_torch_bases()

@@ -128,6 +128,9 @@ def _non_differentiable_fn(base):
 
 
 def _loss_mismatch(base, params):
+    if base.task == bases.CLASSIFICATION and base.framework == "torch":
+        # PyTorch's form: an nn.Softmax before nn.CrossEntropyLoss, which wants logits.
+        return {"output_activation": "softmax"}
     if base.task == bases.CLASSIFICATION:
         # The output layer gives logits; the loss is told they are probabilities.
         return {"from_logits": False}
@@ -258,7 +261,8 @@ OPERATORS = {
             " loss there; on a CPU without XLA TensorFlow raises instead)",
             "Humbatova et al. (wrong label encoding)",
             lambda base, p: {"labels": "off_by_one", "jit_compile": True},
-            _classifier,
+            # (PyTorch's cross-entropy raises on a class id out of range: no silent fault.)
+            lambda base: _classifier(base) and base.framework == "keras",
             SCORE,
         ),
         Operator(

@@ -130,6 +130,12 @@ def _init_worker(root):
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        import torch  # the PyTorch bases (`torch_bases`): one thread too
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     import tb_plateau.summaries  # noqa: F401  (imported once here rather than in the first run)
 
     logging.getLogger("tb_plateau").propagate = False  # collected into result.json instead
@@ -765,6 +771,11 @@ def engine_version():
     )
 
 
+def _framework(record):
+    base = bases.BASES.get(record["base"])
+    return base.framework if base is not None else None
+
+
 def score(root, split="all"):
     """{split: figures} and the Markdown report, for the runs under root."""
     results = diagnose_results(load_results(root, split))
@@ -772,6 +783,11 @@ def score(root, split="all"):
     for name in SPLITS:
         if split in ("all", name):
             figures[name] = split_figures([r for r in results if r["split"] == name])
+    for name in SPLITS:
+        # The PyTorch bases apart too: the same figures, for `summaries.torch.watch` runs.
+        torch_runs = [r for r in results if r["split"] == name and _framework(r) == "torch"]
+        if split in ("all", name) and torch_runs:
+            figures[name + " (PyTorch bases)"] = split_figures(torch_runs)
     markdown = "\n\n".join(split_markdown(name, f) for name, f in figures.items())
     return figures, results, markdown
 

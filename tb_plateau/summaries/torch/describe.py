@@ -267,7 +267,7 @@ def describe_optimizer(optimizer):
         if isinstance(value, (int, float, str, bool, list)) or value is None:
             config["learning_rate" if key == "lr" else key] = value
     name = type(optimizer).__name__
-    if name == "Adam" and config.get("weight_decay"):
-        # Adam's weight_decay is an L2 term in the gradient, not AdamW's decoupled decay.
-        config["l2_in_gradient"] = config.pop("weight_decay")
+    # AdamW's weight decay is decoupled from the gradient; Adam's, SGD's and RMSprop's is
+    # an L2 term in it: the record says which.
+    config["weight_decay_decoupled"] = name == "AdamW"
     return {"name": name, "config": config, "param_groups": len(optimizer.param_groups)}
