@@ -179,7 +179,7 @@ class LiveVerdict:
 
             began = time.time()
             data = self.log.snapshot()
-            findings = diagnosis.diagnose(data)
+            findings = diagnosis.diagnose(data, live=not final)
             spent = time.time() - began
             self._not_before = time.time() + spent / DUTY
             root = _root(findings, final)

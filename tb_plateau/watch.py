@@ -100,7 +100,8 @@ class _Watcher:
                 continue
             step = _last_step(data)
             seen = self.seen.setdefault(run, {})
-            found += [(run, step, f) for f in _new_findings(diagnosis.diagnose(data), seen)]
+            findings = diagnosis.diagnose(data, live=True)
+            found += [(run, step, f) for f in _new_findings(findings, seen)]
         return found
 
 

@@ -551,8 +551,8 @@ def test_mirrored_strategy_two_replicas(tmp_path):
 def test_only_the_chief_of_a_multi_worker_training_writes(tmp_path):
     """Who writes, from TensorFlow's own cluster resolvers; a worker that is not the chief
     records the same steps (its collectives must match the chief's) and writes nothing.
-    (Keras 3's `fit` itself fails under MultiWorkerMirroredStrategy, keras-team/keras#20585,
-    so a two-process fit cannot run here.)"""
+    (Keras 3's `fit` itself fails under MultiWorkerMirroredStrategy, keras-team/keras#20585:
+    the two-process test below trains a custom loop.)"""
     from types import SimpleNamespace
 
     from tb_plateau.summaries.keras.callback import _is_chief
@@ -584,6 +584,44 @@ def test_only_the_chief_of_a_multi_worker_training_writes(tmp_path):
     assert os.listdir(tmp_path / "worker") == []
     chief_steps = rundata.read_run_directory(str(tmp_path / "chief"), "chief")
     assert chief_steps.scalars[metadata.BATCH_LOSS].steps.tolist() == due_steps(10, 40)
+
+
+def test_multi_worker_custom_loop_only_the_chief_writes(tmp_path):
+    """Two MultiWorkerMirroredStrategy workers on loopback, each with a Recorder on the same
+    logdir: one event file, the chief's, with the records of its schedule."""
+    import json
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    log_dir = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.mwms_run", str(i), str(ports[0]), str(ports[1])]
+            + [str(log_dir)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r["chief"] for r in results] == [True, False]
+    files = [f for f in os.listdir(log_dir) if f.startswith("events.out.tfevents")]
+    assert len(files) == 1, files
+    data = rundata.read_run_directory(str(log_dir), "run")
+    loss = data.scalars[metadata.BATCH_LOSS]
+    assert loss.steps.tolist() == due_steps(4, 16)
+    np.testing.assert_allclose(loss.values, [results[0]["loss"][s] for s in due_steps(4, 16)])
 
 
 def test_recorder_for_a_custom_loop(tmp_path):

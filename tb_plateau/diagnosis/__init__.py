@@ -236,14 +236,14 @@ def _framework_fixes(ctx, findings):
                 )
 
 
-def _diagnose(run_data):
+def _diagnose(run_data, live=False):
     problems = list(run_data.problems)
     notes = []
     # Overflow and all-NaN warnings from extreme series (a diverged run's 1e300
     # losses) say nothing the findings do not: the whole diagnosis is quiet.
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        ctx = context.build(run_data)
+        ctx = context.build(run_data, live=live)
         findings = _merge_same_cause(_run_detectors(ctx, problems))
         _did_not_stop_training(ctx, findings)
         findings = ranking.rank(findings)
@@ -261,9 +261,13 @@ def _diagnose(run_data):
     return findings, problems, notes, ctx
 
 
-def diagnose(run_data):
-    """Ranked findings for one run, most likely root cause first."""
-    return _diagnose(run_data)[0]
+def diagnose(run_data, live=False):
+    """Ranked findings for one run, most likely root cause first.
+
+    `live`: the run is still training (the live verdict, `tb-plateau watch`): where its loss
+    settles is not judged before it has trained long enough (see `RunContext.too_early`).
+    """
+    return _diagnose(run_data, live=live)[0]
 
 
 def loss_series(run_data, ctx):

@@ -30,6 +30,9 @@ STUCK_CHANCE_SHARE = 0.85  # of the chance-level loss
 # run that was asked for more (a live diagnosis): the first epoch's mean is the
 # descent itself.
 EARLY_EPOCHS = 2  # epochs
+# ... and in a live run that has no epochs, before this many of its regular intervals
+# between records (`every_n_steps`): its first records are the descent itself.
+EARLY_RECORD_SPANS = 3  # record intervals
 # A good fit: the (validation) loss ended below this share of the chance level
 # (a 10-class classifier at 0.58 from ln 10 = 2.3, a regression explaining
 # 75% of its targets' variance). A cause that did not stop such a training is
@@ -82,6 +85,8 @@ class RunContext:
     # recorder, Keras' TensorBoard callback), else None: fixes are then words
     # any framework's user can act on.
     framework: Optional[str] = None
+    # True while the run is still training (a live diagnosis).
+    live: bool = False
 
     @property
     def falling_steeply(self):
@@ -92,10 +97,15 @@ class RunContext:
     def too_early(self):
         """True while a run that trains by epochs has not finished two of them and was asked
         for more (a live diagnosis): its first epoch is the descent itself, and where its loss
-        settles cannot be judged yet."""
+        settles cannot be judged yet. A live run without epochs: before EARLY_RECORD_SPANS
+        regular record intervals of steps."""
         per_epoch = self.config.steps_per_epoch
         if per_epoch is None:
-            return False
+            every = self.config.raw.get("every_n_steps")
+            last = self.last_step
+            if not self.live or last is None or not isinstance(every, (int, float)):
+                return False
+            return last + 1 < EARLY_RECORD_SPANS * every
         done = 0 if self.epoch_train is None else len(self.epoch_train)
         planned = self.config.epochs
         if done >= EARLY_EPOCHS or (planned is not None and done >= planned):
@@ -350,7 +360,7 @@ def _framework(run, config):
     return None
 
 
-def build(run):
+def build(run, live=False):
     run = sampling.regular_view(run)  # the checks read evenly spaced records
     config = configview.ConfigView(run.config)
     train = curves.training_loss(run)
@@ -381,6 +391,7 @@ def build(run):
             curves.shape(epoch_train.steps, epoch_train.values) if epoch_train is not None else None
         ),
         framework=_framework(run, config),
+        live=live,
     )
     ctx.progress, ctx.progress_reason = _judge_progress(ctx)
     return ctx

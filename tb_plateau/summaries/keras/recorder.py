@@ -8,6 +8,7 @@ import tensorflow as tf
 from tb_plateau import metadata
 from tb_plateau.live import LiveVerdict, check_stop_on
 from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
+from tb_plateau.summaries.keras.callback import _is_chief
 from tb_plateau.summaries.keras.describe import (
     _current_learning_rate,
     _describe_loss,
@@ -34,6 +35,14 @@ from tb_plateau.summaries.writer import _RunWriter
 
 # --------------------------------------------------------------------------
 # Custom training loops
+
+
+def _check_step(step):
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        if tf.is_tensor(step) and step.dtype.is_integer:
+            return int(step)
+        raise ValueError("step must be an int, got %r" % (step,))
+    return int(step)
 
 
 class Recorder:
@@ -89,9 +98,12 @@ class Recorder:
         self.model = model
         self.optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
         self.loss = loss
-        self._run = _RunWriter(self.log_dir, self.every_n_steps)
+        # In a multi-worker training only the chief records; the others' `record` returns
+        # at once (the Recorder runs outside the train step: no collective to match).
+        self.chief = _is_chief(getattr(model, "distribute_strategy", None))
+        self._run = _RunWriter(self.log_dir, self.every_n_steps, silent=not self.chief)
         self._live = None
-        if live:
+        if live and self.chief:
             self._live = self._run.guard.run(
                 "live", LiveVerdict, self._run, str(self.log_dir), self.stop_on
             )
@@ -146,12 +158,9 @@ class Recorder:
           x, y, y_pred: the batch's inputs, labels and predictions (any nesting).
           learning_rate: the learning rate in use, if not the optimizer's.
         """
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            if tf.is_tensor(step) and step.dtype.is_integer:
-                step = int(step)
-            else:
-                raise ValueError("step must be an int, got %r" % (step,))
-        step = int(step)
+        step = _check_step(step)
+        if not self.chief:
+            return
         guard = self._run.guard
         guard.run("setup", self._ensure_index)
         if "setup" in guard.disabled:

@@ -37,21 +37,39 @@ def nonfinite_count(tensors):
     return total if total is not None else torch.zeros(())
 
 
+def _flat(tensors):
+    """One float32 vector of all the tensors' entries (sparse gradients: their values)."""
+    parts = []
+    for t in tensors:
+        t = t.detach()
+        if t.is_sparse:
+            t = t.coalesce().values()
+        parts.append(t.reshape(-1).float())
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def gradient_stats(grads):
     """[norm, exactly-zero entries, NaN/Inf entries] of one layer's gradients (a list)."""
     if not grads:
         return torch.zeros(3)
-    device = grads[0].device
-    sumsq = torch.zeros((), device=device)
-    zeros = torch.zeros((), device=device)
-    for g in grads:
-        g = g.detach()
-        if g.is_sparse:
-            g = g.coalesce().values()
-        g = g.float()
-        sumsq = sumsq + torch.sum(torch.square(g))
-        zeros = zeros + torch.sum(g == 0, dtype=torch.float32)
-    return torch.stack([torch.sqrt(sumsq), zeros, nonfinite_count(grads).to(device)])
+    g = _flat(grads)
+    nonfinite = (~torch.isfinite(g)).sum(dtype=torch.float32)
+    # (A NaN/Inf entry makes the norm NaN/Inf, as on the Keras side.)
+    return torch.stack([torch.linalg.vector_norm(g), (g == 0).sum(dtype=torch.float32), nonfinite])
+
+
+def weight_stats(params):
+    """(sum of squares of the finite entries, NaN/Inf entries) of one layer's weights."""
+    w = _flat(params)
+    finite = torch.isfinite(w)
+    sumsq = torch.where(finite, w, torch.zeros((), device=w.device)).square().sum()
+    return torch.stack([sumsq, (~finite).sum(dtype=torch.float32)])
+
+
+def update_stats(params, before):
+    """(||after - before||^2, ||before||^2) of one layer's weights over a step."""
+    after, old = _flat(params), _flat(before)
+    return torch.stack([(after - old).square().sum(), old.square().sum()])
 
 
 def activation_stats(output, activation, unit_axis):

@@ -86,6 +86,7 @@ class Watch:
         self.step = 0  # optimizer steps taken since `watch`
         self._handles = []
         self._step_handles = []  # hooks that live for one recorded step
+        self._recording = False  # the coming step is recorded (its hooks are armed)
         self._live = None
         self._run = None
         self._closed = False
@@ -230,11 +231,13 @@ class Watch:
             return
         if self._loss is None:
             self._loss = value.detach()
+            if not self._recording:
+                return  # only a recorded step's predictions and targets are read
             prediction, target = (list(args[:2]) + [None, None])[:2]
             if isinstance(prediction, torch.Tensor):
-                self._prediction = prediction
+                self._prediction = prediction.detach()
             if isinstance(target, torch.Tensor):
-                self._target = target
+                self._target = target.detach()
 
     def _pre_step(self, optimizer, args, kwargs):
         self._before_step()
@@ -278,8 +281,9 @@ class Watch:
         for params in self._index.layer_params:
             grads = [p.grad for p in params if p.grad is not None]
             missing.append(float(len(params) - len(grads)))
-            rows.append(stats.gradient_stats(grads).to("cpu", non_blocking=False))
-        self._grads = (torch.stack(rows).numpy() if rows else np.zeros((0, 3)), missing)
+            rows.append(stats.gradient_stats(grads).to(_device(params)))
+        # One transfer per record, however many layers.
+        self._grads = (_host(rows, 3), missing)
 
     @torch.no_grad()
     def _weights(self):
@@ -287,29 +291,16 @@ class Watch:
 
     @torch.no_grad()
     def _weight_stats(self):
-        sumsq, nonfinite = [], []
-        for params in self._index.layer_params:
-            total = torch.zeros(())
-            bad = torch.zeros(())
-            for p in params:
-                w = p.detach().float()
-                finite = torch.isfinite(w)
-                total = total + torch.where(finite, w, torch.zeros_like(w)).square().sum().cpu()
-                bad = bad + (~finite).sum().cpu().float()
-            sumsq.append(float(total))
-            nonfinite.append(float(bad))
-        return np.array(sumsq), np.array(nonfinite)
+        rows = [stats.weight_stats(params) for params in self._index.layer_params]
+        values = _host(rows, 2)
+        return values[:, 0], values[:, 1]
 
     @torch.no_grad()
     def _update_ratio(self, before):
-        ratios = []
-        for params, olds in zip(self._index.layer_params, before):
-            delta = sum(
-                float((p.detach() - w).float().square().sum()) for p, w in zip(params, olds)
-            )
-            base = sum(float(w.float().square().sum()) for w in olds)
-            ratios.append(math.sqrt(delta) / math.sqrt(base) if base > 0 else float("nan"))
-        return np.array(ratios)
+        rows = [stats.update_stats(p, b) for p, b in zip(self._index.layer_params, before)]
+        values = _host(rows, 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.sqrt(values[:, 0]) / np.sqrt(values[:, 1])
 
     def _learning_rate(self):
         lr = self.optimizer.param_groups[0]["lr"]
@@ -503,6 +494,18 @@ class Watch:
         return _data_summary(
             input_names, features, label_stats, class_counts, x_dtypes, y_dtypes, y_shapes
         )
+
+
+def _device(params):
+    return params[0].device if params else torch.device("cpu")
+
+
+def _host(rows, width):
+    """[layers, width] float64 numpy from per-layer rows, in one device-to-host transfer."""
+    if not rows:
+        return np.zeros((0, width))
+    device = rows[0].device
+    return torch.stack([r.to(device) for r in rows]).to("cpu", torch.float64).numpy()
 
 
 def _distribution():
