@@ -177,7 +177,9 @@ def _diagnose_command(args):
 def _watch_command(args):
     if "://" not in args.logdir:
         _avoid_tensorflow()
-    from tb_plateau import watch
+    # Everything a poll needs is imported before the banner: a Ctrl-C after it never lands
+    # inside an import (an interrupted numpy import can hang the exit).
+    from tb_plateau import diagnosis, rundata, watch  # noqa: F401
 
     print(
         "tb-plateau watch: following %s every %gs (Ctrl-C to stop)" % (args.logdir, args.interval),

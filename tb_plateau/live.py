@@ -202,6 +202,9 @@ class LiveVerdict:
             self._write(step, root, named)
         if root is not None and self._should_stop(root) and self.stop_reason is None:
             held = self.log.records - self._held_since + 1
+            # A stop is pending: the next records are looked at as they come, not after
+            # the duty wait, so that the training stops as soon as the cause has held.
+            self._not_before = 0.0
             if held >= STOP_AFTER_RECORDS:
                 self.stop_reason = "%s (held for %d records); stopping the training." % (
                     self._line(step, root),

@@ -12,7 +12,9 @@ the top warning/critical finding, or none for a healthy run.
     python -m tests.test_diagnosis_reproducers
 """
 
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -33,20 +35,44 @@ def top_cause(logdir):
 
 
 SUITES = {"reproducers": reproducers, "heldout": heldout, "heldout_fresh": heldout_fresh}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """{suite: {scenario: logdir}}, each suite trained on first use."""
+    """{suite: {scenario: logdir}}. At first use the three suites start training at once, each
+    in a process of its own (`python -m tests.test_diagnosis_reproducers --train SUITE ROOT`):
+    they are independent, and their small models leave a core idle when trained one suite
+    after another."""
+    started = {}
     cache = {}
 
-    def logdirs(suite):
-        if suite not in cache:
+    def start_all():
+        for suite in SUITES:
             root = tmp_path_factory.mktemp(suite)
-            cache[suite] = SUITES[suite].train_all(str(root))
+            command = [sys.executable, "-m", "tests.test_diagnosis_reproducers", "--train"]
+            # Output into files: a full pipe would hold a process up while another is awaited.
+            with open(root / "train.out", "w") as out, open(root / "train.err", "w") as err:
+                process = subprocess.Popen(
+                    command + [suite, str(root)], cwd=ROOT, stdout=out, stderr=err
+                )
+            started[suite] = (root, process)
+
+    def logdirs(suite):
+        if not started:
+            start_all()
+        if suite not in cache:
+            root, process = started[suite]
+            process.wait(timeout=1800)
+            err = (root / "train.err").read_text()
+            assert process.returncode == 0, err[-3000:]
+            cache[suite] = json.loads((root / "train.out").read_text().strip().splitlines()[-1])
         return cache[suite]
 
-    return logdirs
+    yield logdirs
+    for _, process in started.values():
+        if process.poll() is None:
+            process.kill()
 
 
 @pytest.mark.parametrize(
@@ -87,4 +113,7 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "tb_plateau_reproducers"))
+    if sys.argv[1:2] == ["--train"]:  # one suite, for the `trained` fixture
+        print(json.dumps(SUITES[sys.argv[2]].train_all(sys.argv[3])))
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "tb_plateau_reproducers"))
