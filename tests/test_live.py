@@ -90,9 +90,18 @@ def test_bad_stop_on_is_named(tmp_path):
         PlateauCallback(tmp_path / "run", stop_on="critical", live=False)
 
 
+# `tb-plateau watch` as a terminal runs it. A test run started in the background (`cmd &`)
+# has SIGINT ignored, children inherit that, and Python then never raises KeyboardInterrupt;
+# a terminal's Ctrl-C is delivered: the child restores Python's handler first.
+_WATCH = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " from tb_plateau import cli; sys.exit(cli.main(sys.argv[1:]))"
+)
+
+
 def _watch(logdir, *args):
     return subprocess.Popen(
-        [sys.executable, "-m", "tb_plateau.cli", "watch", logdir, "--interval", "0.3", *args],
+        [sys.executable, "-c", _WATCH, "watch", logdir, "--interval", "0.3", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
