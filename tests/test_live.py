@@ -15,6 +15,9 @@ from tb_plateau import diagnosis, rundata
 from tb_plateau.summaries.writer import _RunWriter, dense_offsets
 
 JUMP_STEP = 300
+# Each step takes at least this long, as a real model's would: 40 steps (the bound on how late
+# the jump may be named) are then several times a live diagnosis, even on a loaded machine.
+STEP_SECONDS = 0.01
 JUMP_SCRIPT = os.path.join(os.path.dirname(__file__), "live_training.py")
 
 
@@ -47,7 +50,8 @@ def _train(log_dir, jump, stop_on):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     callback = PlateauCallback(log_dir, every_n_steps=20, stop_on=stop_on)
-    model.fit(x, y, batch_size=16, epochs=6, verbose=0, callbacks=[SlowSteps(0.004), callback])
+    steps = [SlowSteps(STEP_SECONDS), callback]
+    model.fit(x, y, batch_size=16, epochs=6, verbose=0, callbacks=steps)
     return model, callback
 
 
