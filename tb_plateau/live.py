@@ -108,6 +108,24 @@ def _root(findings, final=False):
     return None
 
 
+class LiveHandle:
+    """What a recorder for a training loop offers around its live verdict (`self._live`, a
+    `LiveVerdict` or None): use as a context manager (`close` at exit), and
+    `stop_requested` for the loop to read."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def stop_requested(self):
+        """With `stop_on`: the reason (a logged line) once the loop should stop, else None."""
+        return None if self._live is None else self._live.stop_reason
+
+
 class LiveVerdict:
     """Diagnoses a run while it trains (see the module docstring).
 

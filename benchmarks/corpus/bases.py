@@ -847,10 +847,13 @@ def _custom_loop(base, params, data, model, logdir, rng):
 
 
 def _score(base, model, data):
+    pred = np.asarray(model(data.x_val, training=False), dtype=np.float64)
+    return score_predictions(base, pred, data.truth_val)
+
+
+def score_predictions(base, pred, truth):
     """(score, chance): validation accuracy against the real labels for classifiers, R^2
     against the real targets otherwise; NaN when the model's predictions are not finite."""
-    pred = np.asarray(model(data.x_val, training=False), dtype=np.float64)
-    truth = data.truth_val
     if base.task == CLASSIFICATION:
         chance = float(np.bincount(truth).max() / len(truth))
         if not np.isfinite(pred).all():
@@ -889,6 +892,11 @@ def train(base, params, seed, logdir):
         score, chance = _score(base, model, data)
     finally:
         keras.backend.clear_session()
+    return run_result(base, seconds, first_loss, history, score, chance)
+
+
+def run_result(base, seconds, first_loss, history, score, chance):
+    """What `train` returns for `run` to compare runs by (any framework's base)."""
     return {
         "seconds": seconds,
         "initial_loss": first_loss,

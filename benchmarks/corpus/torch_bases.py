@@ -298,18 +298,11 @@ def train(base, params, seed, logdir):
             for key, value in epoch.items():
                 history[key].append(value)
     seconds = time.perf_counter() - start
-    score, chance = _score(base, model, x_val, data)
-    return {
-        "seconds": seconds,
-        "initial_loss": first_loss,
-        "final_loss": history["loss"][-1],
-        "final_val_loss": history["val_loss"][-1],
-        "final_val_accuracy": (history.get("val_accuracy") or [None])[-1],
-        "score": score,
-        "score_name": "accuracy" if classification else "r2",
-        "chance_score": chance,
-        "history": history,
-    }
+    model.eval()
+    with torch.no_grad():
+        pred = model(x_val).double().numpy()
+    score, chance = bases.score_predictions(base, pred, data.truth_val)
+    return bases.run_result(base, seconds, first_loss, history, score, chance)
 
 
 def _train_epoch(step, x_train, y_train, order, batch, steps):
@@ -342,20 +335,3 @@ def _epoch_logs(model, loss_fn, x_val, y_val, losses, hits, classification):
             logs["accuracy"] = float(np.mean(hits))
             logs["val_accuracy"] = _accuracy(val_pred, y_val)
     return logs
-
-
-def _score(base, model, x_val, data):
-    torch = _torch()
-    model.eval()
-    with torch.no_grad():
-        pred = model(x_val).double().numpy()
-    truth = data.truth_val
-    if base.task == bases.CLASSIFICATION:
-        chance = float(np.bincount(truth).max() / len(truth))
-        if not np.isfinite(pred).all():
-            return float("nan"), chance
-        return float(np.mean(np.argmax(pred, axis=-1) == truth)), chance
-    if not np.isfinite(pred).all():
-        return float("nan"), 0.0
-    truth = truth.reshape(pred.shape)
-    return float(1.0 - np.mean((pred - truth) ** 2) / np.var(truth)), 0.0

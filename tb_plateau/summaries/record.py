@@ -165,3 +165,9 @@ def _data_summary(
         )
         labels.append(entry)
     return {"inputs": inputs, "labels": labels}
+
+
+def _package_version():
+    from tb_plateau import __version__
+
+    return __version__

@@ -10,7 +10,10 @@ from tb_plateau.summaries.keras.describe import (
     _output_info,
 )
 from tb_plateau.summaries.keras.stats import _weights_stats
-from tb_plateau.summaries.record import DEFAULT_EVERY_N_STEPS  # noqa: F401 - re-exported
+from tb_plateau.summaries.record import (
+    DEFAULT_EVERY_N_STEPS,  # noqa: F401 - re-exported
+    _package_version,
+)
 from tb_plateau.summaries.record import _record_vectors as _vectors
 
 
@@ -53,9 +56,3 @@ def _static_config(model, index, every_n_steps, recorder):
             "replicas": int(strategy.num_replicas_in_sync),
         },
     }
-
-
-def _package_version():
-    from tb_plateau import __version__
-
-    return __version__

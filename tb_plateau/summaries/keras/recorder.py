@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_plateau import metadata
-from tb_plateau.live import LiveVerdict, check_stop_on
+from tb_plateau.live import LiveHandle, LiveVerdict, check_stop_on
 from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
 from tb_plateau.summaries.keras.callback import _is_chief
 from tb_plateau.summaries.keras.describe import (
@@ -45,7 +45,7 @@ def _check_step(step):
     return int(step)
 
 
-class Recorder:
+class Recorder(LiveHandle):
     """The same records as `PlateauCallback`, for a custom `tf.GradientTape` loop.
 
     Call `record` once per step, after the optimizer applied the gradients:
@@ -112,18 +112,6 @@ class Recorder:
         self._weights_after_record = None
         self._record_step = None
         self._nonfinite_seen = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    @property
-    def stop_requested(self):
-        """With `stop_on`: the reason (a logged line) once the loop should stop, else None."""
-        return None if self._live is None else self._live.stop_reason
 
     def should_record(self, step):
         """True on the steps whose statistics `record` writes."""

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from tb_plateau import metadata
-from tb_plateau.live import LiveVerdict, check_stop_on
+from tb_plateau.live import LiveHandle, LiveVerdict, check_stop_on
 from tb_plateau.summaries.guard import _check_every_n_steps, _check_log_dir
 from tb_plateau.summaries.record import (
     DEFAULT_EVERY_N_STEPS,
     _data_summary,
+    _package_version,
     _record_vectors,
 )
 from tb_plateau.summaries.torch import describe, stats
@@ -41,7 +42,7 @@ def _unwrap(model):
     return model.module if isinstance(model, parallel) else model
 
 
-class Watch:
+class Watch(LiveHandle):
     """The records of one PyTorch training; see `watch`."""
 
     def __init__(
@@ -116,18 +117,6 @@ class Watch:
         self._arm(0)
 
     # ----- public
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    @property
-    def stop_requested(self):
-        """With `stop_on`: the reason (a logged line) once the loop should stop, else None."""
-        return None if self._live is None else self._live.stop_reason
 
     def loss(self, *args, **kwargs):
         """Calls `loss_fn(*args, **kwargs)` and records it: the way in for a plain loss
@@ -399,6 +388,7 @@ class Watch:
     def _config_record(self, step):
         model = self.model
         index = self._index
+        layers = describe.describe_modules(model)
         config = {
             "tb_plateau_version": _package_version(),
             "framework": "pytorch",
@@ -412,9 +402,9 @@ class Watch:
                 "trainable_params": int(sum(index.layer_sizes)),
                 "dtype_policy": str(next(iter(model.parameters()), torch.zeros(())).dtype),
                 "output_names": ["output"],
-                "output_units": [self._output_units()],
+                "output_units": [self._output_units(layers)],
             },
-            "layers": describe.describe_modules(model),
+            "layers": layers,
             "trainable_layers": index.layer_labels,
             "activation_layers": [
                 {"layer": w.label, "activation": w.activation} for w in index.activation_layers
@@ -423,7 +413,7 @@ class Watch:
             "optimizer": describe.describe_optimizer(self.optimizer),
             "distribution": _distribution(),
         }
-        config.update({k: v for k, v in self._extra_config.items()})
+        config.update(self._extra_config)
         batch = self._batch_size()
         config["batch_size"] = batch
         loss = config["loss"]
@@ -432,18 +422,18 @@ class Watch:
             # Class ids are Keras' sparse form; probabilities or one-hot rows the dense one.
             if targets is not None and not targets.is_floating_point():
                 loss["name"] = "sparse_categorical_crossentropy"
-        data = self._guard.run("data_summary", self._data_summary)
+        data = self._guard.run("data_summary", self._data_summary, layers)
         if data is not None:
             config["data"] = data
         return config
 
-    def _output_units(self):
+    def _output_units(self, layers):
         if self._prediction is not None:
             prediction = self._prediction
             if prediction.dim() >= 3:
                 return int(prediction.shape[1])  # (batch, classes, ...) as CrossEntropyLoss
             return int(prediction.shape[-1]) if prediction.dim() >= 2 else 1
-        for layer in reversed(describe.describe_modules(self.model)):
+        for layer in reversed(layers):
             units = layer.get("units") or layer.get("filters")
             if isinstance(units, int):
                 return units
@@ -455,15 +445,16 @@ class Watch:
                 return int(t.shape[0])
         return None
 
-    def _channels_first(self):
-        for layer in describe.describe_modules(self.model):
+    @staticmethod
+    def _channels_first(layers):
+        for layer in layers:
             if layer.get("params"):
                 return layer["class"] in describe.CHANNELS_FIRST_MODULES
         return False
 
-    def _data_summary(self):
+    def _data_summary(self, layers):
         inputs = [t for t in (self._inputs or []) if t.dim() >= 1]
-        channels_first = self._channels_first()
+        channels_first = self._channels_first(layers)
         input_names = []
         features = []
         x_dtypes = []
@@ -479,10 +470,11 @@ class Watch:
         target = self._target
         if target is not None:
             prediction = self._prediction
-            units = self._output_units() or 1
+            units = self._output_units(layers) or 1
             slots = 2 if units <= 1 else units
             class_axis = -1
-            if prediction is not None and prediction.dim() >= 3 == target.dim():
+            rank = prediction.dim() if prediction is not None else 0
+            if rank >= 3 and target.dim() == rank:
                 class_axis = 1  # (batch, classes, ...) probabilities, as the prediction
             summary, counts = stats.label_stats(
                 stats.to_numpy(target), slots, inputs=arrays, class_axis=class_axis
@@ -513,12 +505,6 @@ def _distribution():
     if dist is not None and dist.is_available() and dist.is_initialized():
         return {"strategy": "torch.distributed", "replicas": int(dist.get_world_size())}
     return {"strategy": None, "replicas": 1}
-
-
-def _package_version():
-    from tb_plateau import __version__
-
-    return __version__
 
 
 def watch(
