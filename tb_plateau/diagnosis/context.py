@@ -95,9 +95,9 @@ class RunContext:
 
     @property
     def too_early(self):
-        """True while a run that trains by epochs has not finished two of them and was asked
-        for more (a live diagnosis): its first epoch is the descent itself, and where its loss
-        settles cannot be judged yet. A live run without epochs: before EARLY_RECORD_SPANS
+        """True while a run that trains by epochs has not finished its first, or, in a live
+        diagnosis, its second of more: its first epoch is the descent itself, and where its
+        loss settles cannot be judged yet. A live run without epochs: before EARLY_RECORD_SPANS
         regular record intervals of steps."""
         per_epoch = self.config.steps_per_epoch
         if per_epoch is None:
@@ -113,7 +113,9 @@ class RunContext:
         if done == 0:
             last = self.last_step
             return last is not None and last + 1 < per_epoch
-        return planned is not None
+        # One epoch done: still the descent while the run trains; a run that ended there
+        # (interrupted, stopped) is judged on what it has.
+        return planned is not None and self.live
 
     @property
     def accelerating(self):
