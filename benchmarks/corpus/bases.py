@@ -264,6 +264,36 @@ def sign_sequences(rng, n=600, steps=10):
     return x.astype("float32"), _noisy_labels(rng, y, 3)
 
 
+def blob_classes(rng, n=1200, features=16, classes=10):
+    """Ten classes, each two Gaussian blobs in 16 dimensions (not linearly separable)."""
+    centers = rng.normal(0, 1.2, size=(classes, 2, features))
+    y = rng.integers(0, classes, n)
+    x = centers[y, rng.integers(0, 2, n)] + rng.normal(0, 0.8, size=(n, features))
+    return _standardized(x), _noisy_labels(rng, y, classes)
+
+
+def decay_sequences(rng, n=2000, steps=15):
+    """Two noisy features; the target is feature 0's exponentially weighted sum, recent steps
+    weighing most, times the sign of feature 1's mean, plus noise (regression)."""
+    x = rng.normal(size=(n, steps, 2))
+    weights = 0.75 ** np.arange(steps)[::-1]
+    y = (x[:, :, 0] @ weights) * np.sign(x[:, :, 1].mean(axis=1)) + rng.normal(0, 0.3, n)
+    return x.astype("float32"), _standardized(y)
+
+
+def tone_signals(rng, n=900, length=48):
+    """A sine burst of a low, middle or high frequency (the class) at a random place and
+    phase in noise."""
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, size=(n, length))
+    periods = np.array([16.0, 8.0, 4.0])
+    for i in range(n):
+        at = rng.integers(0, length // 2)
+        t = np.arange(length // 2)
+        x[i, at : at + length // 2] += np.sin(2 * np.pi * t / periods[y[i]] + rng.uniform(0, 6.3))
+    return x[..., None].astype("float32"), _noisy_labels(rng, y, 3)
+
+
 # ----------------------------------------------------------------- layers with the hooks
 
 
@@ -472,6 +502,21 @@ def conv_residual_model(params, input_shape, out_units, filters=12):
 def image_autoencoder_model(params, input_shape, out_units):
     """Dense autoencoder 100-64-16-64-100 on flattened images."""
     return autoencoder_model(params, input_shape, out_units, code_width=16)
+
+
+def attention_model(params, input_shape, out_units, width=16):
+    """Token embedding, one transformer encoder block (self-attention, then a GELU
+    feed-forward layer, each residual with LayerNormalization), average pooling, the head."""
+    keras = _keras()
+    inputs = keras.Input(input_shape, dtype="int32")
+    x = keras.layers.Embedding(60, width, embeddings_regularizer=_regularizer(params))(inputs)
+    attended = keras.layers.MultiHeadAttention(2, width // 2)(x, x)
+    x = keras.layers.LayerNormalization()(keras.layers.Add()([x, _dropout(attended, params)]))
+    r = _hidden(keras.layers.Dense, params, 2 * width)(x)
+    r = keras.layers.Dense(width, kernel_regularizer=_regularizer(params))(_dropout(r, params))
+    x = keras.layers.LayerNormalization()(keras.layers.Add()([x, r]))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
 
 
 BASES = {
@@ -917,3 +962,51 @@ def _add_torch_bases():
 
 
 _add_torch_bases()
+
+# Bases added after the PyTorch ones (an operator may pick its variant by a base's place in
+# BASES, see `operators._non_differentiable_fn`: earlier bases keep theirs).
+BASES.update(
+    (base.name, base)
+    for base in [
+        Base(
+            "attention_tokens",
+            "dev",
+            "transformer encoder block (self-attention, GELU feed-forward, LayerNorm) on"
+            " token-id texts, 4 topics",
+            CLASSIFICATION,
+            lambda rng: topic_texts(rng, n=2000, vocab=60, topics=4, words=5),
+            attention_model,
+            {"hidden_activation": "gelu", "learning_rate": 1e-3, "epochs": 5},
+            classes=4,
+            tokens=True,
+        ),
+        Base(
+            "elu_blobs10",
+            "dev",
+            "ELU MLP 16-64-64-10 on ten classes of paired Gaussian blobs (RMSprop, batch 64)",
+            CLASSIFICATION,
+            blob_classes,
+            mlp_model,
+            {
+                "optimizer": "rmsprop",
+                "learning_rate": 3e-3,
+                "hidden_activation": "elu",
+                "head_depth": 2,
+                "head_width": 64,
+                "batch_size": 64,
+                "epochs": 12,
+            },
+            classes=10,
+        ),
+        Base(
+            "lstm_regression",
+            "dev",
+            "LSTM(16) + Dense regression of a decaying weighted sum over a sequence (MSE, Adam)",
+            REGRESSION,
+            decay_sequences,
+            _rnn_model("LSTM"),
+            {"learning_rate": 5e-3, "epochs": 8},
+            recurrent=True,
+        ),
+    ]
+)

@@ -38,14 +38,19 @@ def _init(layer, params, bias=True):
     return layer
 
 
+def _activated(layers, params):
+    """`layers`, then the hidden activation and, where set, dropout."""
+    layers = list(layers) + [_activation(params["hidden_activation"])]
+    if params["dropout"]:
+        layers.append(_torch().nn.Dropout(params["dropout"]))
+    return layers
+
+
 def _dense_stack(width_in, params, depth=None):
     nn = _torch().nn
     layers = []
     for _ in range(params["head_depth"] if depth is None else depth):
-        layers += [_init(nn.Linear(width_in, params["head_width"]), params)]
-        layers += [_activation(params["hidden_activation"])]
-        if params["dropout"]:
-            layers.append(nn.Dropout(params["dropout"]))
+        layers += _activated([_init(nn.Linear(width_in, params["head_width"]), params)], params)
         width_in = params["head_width"]
     return layers, width_in
 
@@ -115,14 +120,8 @@ def cnn_bn_model(params, input_shape, out_units):
     def conv_bn(c_in, c_out):
         bn = nn.BatchNorm2d(c_out, momentum=0.1)
         nn.init.constant_(bn.bias, params["bias_init"])
-        block = [
-            _init(nn.Conv2d(c_in, c_out, 3, bias=False), params, bias=False),
-            _bn_frozen(bn, params),
-            _activation(params["hidden_activation"]),
-        ]
-        if params["dropout"]:
-            block.append(nn.Dropout(params["dropout"]))
-        return block
+        conv = _init(nn.Conv2d(c_in, c_out, 3, bias=False), params, bias=False)
+        return _activated([conv, _bn_frozen(bn, params)], params)
 
     hidden, width = _dense_stack(16, params)
     return nn.Sequential(
@@ -155,6 +154,31 @@ def lstm_model(params, input_shape, out_units):
         layers.append(nn.Dropout(params["dropout"]))
     hidden, width = _dense_stack(16, params)
     return nn.Sequential(*layers, *hidden, *_output(width, params, out_units))
+
+
+def conv1d_model(params, input_shape, out_units):
+    """Conv1d-ReLU, max pooling, Conv1d-ReLU, global max pooling, the head (no normalization);
+    inputs (batch, length, channels) as the corpus makes them."""
+    nn = _torch().nn
+
+    class ChannelsFirst(nn.Module):
+        def forward(self, x):
+            return x.transpose(1, 2)
+
+    def conv(c_in, c_out):
+        return _activated([_init(nn.Conv1d(c_in, c_out, 5, padding=2), params)], params)
+
+    hidden, width = _dense_stack(16, params)
+    return nn.Sequential(
+        ChannelsFirst(),
+        *conv(input_shape[-1], 8),
+        nn.MaxPool1d(2),
+        *conv(8, 16),
+        nn.AdaptiveMaxPool1d(1),
+        nn.Flatten(),
+        *hidden,
+        *_output(width, params, out_units),
+    )
 
 
 BASES = [
@@ -191,6 +215,17 @@ BASES = [
         {"learning_rate": 1e-2, "lr_decay": True, "epochs": 15},
         classes=3,
         recurrent=True,
+        framework="torch",
+    ),
+    bases.Base(
+        "torch_conv1d",
+        "dev",
+        "PyTorch Conv1d-ReLU x2 + global max pooling on sine bursts of three frequencies (AdamW)",
+        bases.CLASSIFICATION,
+        bases.tone_signals,
+        conv1d_model,
+        {"optimizer": "adamw", "learning_rate": 3e-3, "epochs": 12, "head_width": 16},
+        classes=3,
         framework="torch",
     ),
 ]
