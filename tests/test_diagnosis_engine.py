@@ -364,6 +364,21 @@ def test_at_the_first_record_a_collapsing_signal_explains_partly_dead_units():
     assert ranking.rank([fading, off])[0].cause == "dead_relu"
 
 
+def test_of_independent_roots_strong_evidence_goes_before_moderate_evidence():
+    """Gradients of None in three layers (a strong finding) and a third of a layer off
+    since initialization (named only because the loss is stuck): both at the first record,
+    neither explains the other, and the strong one leads."""
+    partly_dead = _f(
+        "dead_relu", first_step=0, at_init=True, dead_fraction={"d1": 0.38}, moderate=True
+    )
+    no_gradient = _f("zero_gradient", first_step=0)
+    ranked = ranking.rank([partly_dead, no_gradient])
+    assert [f.cause for f in ranked] == ["zero_gradient", "dead_relu"]
+    assert all(f.explained_by is None for f in ranked)
+    partly_dead.evidence["moderate"] = False  # a strong finding each: priority decides
+    assert ranking.rank([no_gradient, partly_dead])[0].cause == "dead_relu"
+
+
 def _relu_config(units=(32, 32), classes=3, batch=32, **labels):
     layers = [
         {"name": "d%d" % i, "class": "Dense", "units": u, "activation": "relu"}
@@ -426,6 +441,34 @@ def test_a_learning_rate_jump_is_found_when_updates_are_recorded_a_step_later():
     assert finding.first_step == 200 and "500" in finding.explanation
 
 
+def test_units_partly_off_at_initialization_that_die_after_a_rate_jump_died_of_the_jump():
+    """A head layer 40% off at initialization (it reads non-negative pooled features) dies
+    entirely after the learning rate jumps 500x: the jump is the root, the dead layer its
+    consequence; the 40% at the first record does not make the death "from the start"."""
+    n = 40
+    counts = {"class_counts": [11, 10, 11], "distinct_classes": 3}
+    loss = np.concatenate([_decaying(n=20, start=1.1, floor=0.5), np.full(20, math.log(3))])
+    rates = np.full(n, 1e-3)
+    rates[20:] = 0.5
+    updates = np.full((n, 2), 1e-3)
+    updates[20:] = 0.5
+    dead = np.full((n, 2), [0.4, 0.0])
+    dead[21:, 0] = 1.0
+    run = _run(
+        loss,
+        config=_relu_config(units=(16,), **counts),
+        vectors={
+            metadata.UPDATE_RATIO: _vector(updates, ["d0", "out"]),
+            metadata.ACT_DEAD_FRACTION: _vector(dead, ["d0", "out"], activations=["relu", None]),
+        },
+    )
+    run.scalars[metadata.LEARNING_RATE] = _series(rates)
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert [f.cause for f in findings][:2] == ["lr_too_high", "dead_relu"]
+    assert findings[1].explained_by == "lr_too_high" and findings[1].first_step == 210
+    assert "died during training" in findings[1].explanation
+
+
 def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
     """One unit before a 4-class output can separate two classes at most: named while the
     loss still creeps down far above a good fit. A one-unit layer off the path (an attention
@@ -439,6 +482,25 @@ def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes()
     config["layers"][-1]["params"] = (32 + 1) * 4
     run = _run(_decaying(n=60, start=1.39, floor=0.9, rate=0.02), config=config)
     assert causes.INSUFFICIENT_CAPACITY not in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_a_narrow_layer_is_judged_on_the_epoch_means_not_on_a_few_lucky_batches():
+    """The recorded batches of a one-unit model end at 0.2 (batches it happens to fit),
+    while every epoch's mean stays near 0.45 of a 1.1 chance level: too small."""
+    counts = {"class_counts": [11, 10, 11], "distinct_classes": 3}
+    config = _relu_config(units=(16, 1), **counts)
+    for layer, params in zip(config["layers"], [(8 + 1) * 16, (16 + 1) * 1, (1 + 1) * 3]):
+        layer["params"] = params
+    run = _run(_decaying(n=40, start=1.1, floor=0.2, rate=0.1), config=config)
+    epochs = np.arange(1, 9) * 50
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, np.array([1.0, 0.8, 0.6, 0.52, 0.49, 0.47, 0.46, 0.45])
+    )
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, np.array([0.95, 0.75, 0.6, 0.55, 0.52, 0.5, 0.5, 0.49])
+    )
+    finding = next(f for f in diagnosis.diagnose(run) if f.cause == causes.INSUFFICIENT_CAPACITY)
+    assert finding.layers == ["d1"] and "0.45" in finding.explanation
 
 
 def test_a_short_run_still_falling_at_its_pace_is_not_converged_not_stuck():
@@ -471,6 +533,29 @@ def test_a_short_run_leaving_its_plateau_at_chance_is_not_converged_not_labels()
     # The same three epochs slowing down, and the run is at chance: stuck there.
     run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
         epochs, chance - np.array([0.0, 0.009, 0.012])
+    )
+    assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_a_loss_still_falling_steeply_onto_chance_level_is_not_converged_not_stuck():
+    """A run that starts far above chance level (large initial logits) and stops while
+    both losses still fall steeply onto it has not got anywhere yet: not converged, with
+    no claim that the labels carry nothing. The same run with a validation loss that sits
+    at chance level is stuck there."""
+    counts = {"class_counts": [11, 10, 11], "distinct_classes": 3}
+    chance = math.log(3)
+    run = _run(_decaying(n=16, start=3.2, floor=1.0, rate=0.12), config=_relu_config(**counts))
+    epochs = np.array([50, 100, 150])
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, np.array([2.6, 1.6, 1.25]))
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, np.array([1.9, 1.4, 1.2])
+    )
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert [f.cause for f in findings][:1] == ["not_converged"]
+    assert "no better than chance level" in findings[0].explanation
+    assert "no_signal" not in [f.cause for f in findings]
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, np.array([chance + 0.01, chance, chance + 0.005])
     )
     assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
 

@@ -59,7 +59,7 @@ def _late_rows(series):
     return slice(count - max(1, int(np.ceil(count * _LATE_SHARE))), count)
 
 
-def _output_layer_name(ctx, series):
+def output_layer_label(ctx, series):
     """The output layer's label among the activation layers, or None if it has no activation."""
     output = ctx.config.output_layer
     if output is not None:
@@ -87,11 +87,14 @@ def detect_dead_relu(ctx):
     onset_rows = np.flatnonzero(series.values[:, worst] >= onset_level)
     onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
     at_start = float(series.values[0, worst])
-    at_init = at_start > bar
+    # Dead from the first record only when the layer was already as dead as it ended up
+    # (DEAD_ONSET_SHARE of it): a layer partly off at initialization that dies later died
+    # then, of what happened then.
+    at_init = at_start >= onset_level
     # The most of any flagged layer dead at the first record: a layer all but
     # entirely dead passes no signal at all; a partly dead one still does.
     initial_dead = float(np.nanmax(series.values[0, flagged]))
-    output_name = _output_layer_name(ctx, series)
+    output_name = output_layer_label(ctx, series)
     details = ", ".join("%s %s" % (series.labels[i], percent(late[i])) for i in flagged[:6])
     explanation = "Dead ReLU units (never above zero over the recorded batch): %s." % details
     if at_init:
@@ -132,6 +135,7 @@ def detect_dead_relu(ctx):
             "onset_step": onset_step,
             "output_layer": series.labels[worst] == output_name,
             "threshold": bar,
+            "moderate": bool(moderate),
         },
     )
 
@@ -210,7 +214,7 @@ def _saturated_outputs(ctx):
     series, names = _activation_table(ctx, metadata.ACT_SATURATED_FRACTION)
     if series is None:
         return None
-    output_name = _output_layer_name(ctx, series)
+    output_name = output_layer_label(ctx, series)
     late = _late_median(series)
     bar = ctx.threshold(SATURATED_LAYER_FRACTION, SATURATED_LAYER_FRACTION_STUCK)
     # A saturated output layer means confident predictions, which is what
@@ -262,6 +266,7 @@ def _saturated_outputs(ctx):
             "saturated_fraction": {series.labels[i]: float(late[i]) for i in flagged},
             "at_init": bool(float(series.values[0, worst]) > bar),
             "threshold": bar,
+            "moderate": bool(moderate),
         },
     )
 

@@ -87,6 +87,9 @@ class RunContext:
     framework: Optional[str] = None
     # True while the run is still training (a live diagnosis).
     live: bool = False
+    # The chance level's relative standard error (a regression's label variance
+    # is estimated from one recorded batch), 0 where it is exact enough.
+    chance_uncertainty: float = 0.0
 
     @property
     def falling_steeply(self):
@@ -132,6 +135,21 @@ class RunContext:
             return False
         val = None if self.val is None else np.asarray(self.val.values, float)
         return val is None or not len(val) or bool(val[-1] <= np.nanmin(val))
+
+    @property
+    def descending_to_chance(self):
+        """True when both losses fell steeply in the last epoch (the validation loss to its
+        lowest) and are still no better than chance level: the run stopped on its way down,
+        before it learned anything beyond the label distribution (or the mean). A loss that
+        sits at chance level does not fall steeply in both curves; one that memorizes
+        labels without signal falls in training only."""
+        chance = self.chance_loss
+        if chance is None or chance <= 0 or self.val is None or not self.falling_steeply:
+            return False
+        val = np.asarray(self.val.values, float)
+        if not falls_steeply(val) or val[-1] > np.nanmin(val):
+            return False
+        return bool(val[-1] > STUCK_CHANCE_SHARE * chance)
 
     @property
     def stuck(self):
@@ -319,12 +337,15 @@ def _judge_progress(ctx):
 
 
 def _validation_at_chance(ctx, fit, fit_name):
+    """True when the validation loss never got below chance level and is not on its way
+    there (see `RunContext.descending_to_chance`)."""
     chance = ctx.chance_loss
     return bool(
         fit_name == "validation"
         and chance is not None
         and chance > 0
         and fit.best > STUCK_CHANCE_SHARE * chance
+        and not ctx.descending_to_chance
     )
 
 
@@ -342,7 +363,8 @@ def _judge_by_chance(ctx, shape, fit, fit_name, progress):
             percent(fit.tail / chance),
             fmt(chance),
         )
-    if shape.tail > STUCK_CHANCE_SHARE * chance:
+    # (A chance level estimated from few labels may lie that much too high.)
+    if shape.tail > STUCK_CHANCE_SHARE * chance * (1.0 - ctx.chance_uncertainty):
         return "stuck", "the training loss ended at %s, %s of the chance level %s" % (
             fmt(shape.tail),
             percent(shape.tail / chance),
@@ -394,6 +416,7 @@ def build(run, live=False):
         ),
         framework=_framework(run, config),
         live=live,
+        chance_uncertainty=curves.chance_level_uncertainty(config) if not config.is_empty else 0.0,
     )
     ctx.progress, ctx.progress_reason = _judge_progress(ctx)
     return ctx

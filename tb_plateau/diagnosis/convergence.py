@@ -52,6 +52,8 @@ def _epoch_still_falling(ctx):
     of SHORT_RUN_EPOCHS or fewer is judged by its pace alone (see
     `_short_run_still_falling`).
     """
+    if ctx.descending_to_chance:
+        return "validation", np.asarray(ctx.val.values, float)
     for name, curve in (
         ("validation", ctx.val),
         ("training", ctx.epoch_train),
@@ -186,10 +188,7 @@ def _not_converged_by_epoch(ctx, name, values):
                 fmt(values[-2]),
                 fmt(values[-1]),
                 percent(last / pace),
-                " Each epoch lowered it more than the one before: it was leaving its first"
-                " plateau when training stopped."
-                if ctx.accelerating
-                else "",
+                _how_far_words(ctx),
             )
         )
         + curve_only_note(ctx),
@@ -206,6 +205,28 @@ def _not_converged_by_epoch(ctx, name, values):
             },
         },
     )
+
+
+def _how_far_words(ctx):
+    if ctx.accelerating:
+        return (
+            " Each epoch lowered it more than the one before: it was leaving its first"
+            " plateau when training stopped."
+        )
+    if ctx.descending_to_chance:
+        chance, how, _ = chance_of(ctx)
+        return (
+            " It was still no better than chance level (%s = %s): training stopped on the way"
+            " down, before the model learned anything beyond %s."
+            % (
+                how,
+                fmt(chance),
+                "the targets' mean"
+                if chance and not ctx.config.is_cross_entropy
+                else "the label frequencies",
+            )
+        )
+    return ""
 
 
 def _bottleneck(config):
@@ -258,13 +279,15 @@ def detect_insufficient_capacity(ctx):
     if shape is None or not ctx.has_config or shape.n < 5 or shape.progress <= FLAT_PROGRESS:
         return None
     chance, how, _ = chance_of(ctx)
-    if chance is None or shape.tail < CAPACITY_LOSS_SHARE * chance:
+    # Epoch means show the level and a plateau without the batch-to-batch noise (a few
+    # recorded batches that a narrow model happens to fit well say little).
+    epoch_shape = ctx.epoch_train_shape
+    level = epoch_shape.tail if epoch_shape is not None and epoch_shape.n >= 3 else shape.tail
+    if chance is None or level < CAPACITY_LOSS_SHARE * chance:
         return None
     narrow = _narrower_than_classes(ctx.config)
     if narrow is not None and not ctx.good_fit:
-        return _too_narrow_finding(ctx, shape, chance, narrow)
-    # Epoch means show a plateau without the batch-to-batch noise.
-    epoch_shape = ctx.epoch_train_shape
+        return _too_narrow_finding(ctx, level, chance, narrow)
     plateau_shape = epoch_shape if epoch_shape is not None and epoch_shape.n >= 5 else shape
     if plateau_shape.last_fifth_share > PLATEAU_SHARE:
         return None
@@ -281,8 +304,7 @@ def detect_insufficient_capacity(ctx):
         where = "it has no hidden layer: a linear model"
     explanation = (
         "The loss settled at %s (%s of chance level %s, from %s at the start) and stopped"
-        " improving, "
-        % (fmt(shape.tail), percent(shape.tail / chance), fmt(chance), fmt(shape.head))
+        " improving, " % (fmt(level), percent(level / chance), fmt(chance), fmt(shape.head))
     )
     explanation += (
         "with training and validation loss %s apart" % percent(abs(gap))
@@ -295,13 +317,13 @@ def detect_insufficient_capacity(ctx):
         severity=causes.WARNING,
         confidence=0.65,
         title="The model is too small: the loss plateaus at %s of chance level"
-        % percent(shape.tail / chance),
+        % percent(level / chance),
         explanation=explanation,
         first_step=int(shape.best_step),
         layers=[name] if name else [],
         evidence={
             "series": evidence_tags(ctx),
-            "final_loss": shape.tail,
+            "final_loss": level,
             "chance_loss": chance,
             "train_val_gap": gap,
             "bottleneck_units": units,
@@ -309,7 +331,7 @@ def detect_insufficient_capacity(ctx):
     )
 
 
-def _too_narrow_finding(ctx, shape, chance, narrow):
+def _too_narrow_finding(ctx, level, chance, narrow):
     name, units, classes = narrow
     return Finding(
         cause=causes.INSUFFICIENT_CAPACITY,
@@ -327,16 +349,16 @@ def _too_narrow_finding(ctx, shape, chance, narrow):
                 "s" * (units > 1),
                 classes,
                 classes - 1,
-                fmt(shape.tail),
-                percent(shape.tail / chance),
+                fmt(level),
+                percent(level / chance),
                 fmt(chance),
             )
         ),
-        first_step=int(shape.steps[0]),
+        first_step=int(ctx.train_shape.steps[0]),
         layers=[name],
         evidence={
             "series": evidence_tags(ctx),
-            "final_loss": shape.tail,
+            "final_loss": level,
             "chance_loss": chance,
             "bottleneck_units": units,
             "classes": classes,

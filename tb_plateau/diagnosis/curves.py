@@ -249,6 +249,17 @@ def chance_level_loss(config_view):
     return None
 
 
+def chance_level_uncertainty(config_view):
+    """The relative standard error of a squared-error chance level (a sample variance of n
+    recorded labels: sqrt(2 / (n - 1)), a quarter for one batch of 32), else 0."""
+    if config_view is None or not config_view.is_squared_error:
+        return 0.0
+    entries = config_view.label_entries
+    if not entries or entries < 2:
+        return 0.0
+    return float(np.sqrt(2.0 / (entries - 1)))
+
+
 def trailing_run(values, spread):
     """How many of the last `values` lie within `spread` (relative) of the last one."""
     values = np.asarray(values, float)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from tb_plateau import metadata
-from tb_plateau.diagnosis import causes
+from tb_plateau.diagnosis import activations, causes
 from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 
 # Vanishing: the first layer's gradient norm is under 1/1,000 of the last
@@ -43,6 +43,14 @@ EXPLODING_NORM_AT_INIT = 1e5  # ||g||
 # signal at every layer, and the gradients coming back with it.
 FORWARD_GROWTH = 10.0  # act_std of a layer / act_std of the layer before
 FORWARD_SCALE = 3.0  # act_std reached
+# Or, where the layer before is not recorded (it follows a normalization, an
+# attention block): a hidden layer's outputs already spread this wide at the
+# first record (Glorot/He/LeCun keep them near unit scale; healthy runs here
+# stay under 1), while the loss starts this many times above the chance level
+# (a model that knows nothing starts at it): the wide signal reached the
+# output as large, confidently wrong predictions.
+WIDE_SIGNAL_STD = 5.0  # act_std at the first record
+WIDE_SIGNAL_LOSS = 3.0  # first recorded loss / chance-level loss
 
 # A layer whose gradient norm is exactly 0 in this share of records gets no
 # learning signal. Not 100%: one record may fall on a batch that happens to
@@ -203,6 +211,7 @@ def detect_vanishing_gradients(ctx):
             "until_step": early,
             "at_init": first_step is not None and first_step == int(series.steps[0]),
             "thresholds": {"ratio": VANISHING_RATIO, "first_norm": VANISHING_FIRST_NORM},
+            "moderate": bool(moderate),
         },
     )
 
@@ -231,6 +240,30 @@ def _forward_blowup(ctx):
             if best is None or growth > best[2]:
                 best = (series.labels[i - 1], series.labels[i], float(growth), float(after))
     return best
+
+
+def _wide_from_the_start(ctx):
+    """(layer, std, first loss / chance) when a hidden layer's outputs spread over
+    WIDE_SIGNAL_STD at the first record and the first recorded loss is WIDE_SIGNAL_LOSS
+    times the chance level or more, else None."""
+    series = ctx.vector(metadata.ACT_STD)
+    chance = ctx.chance_loss
+    if series is None or not chance or chance <= 0 or ctx.train is None or not len(ctx.train):
+        return None
+    first_loss = float(ctx.train.values[0])
+    if not np.isfinite(first_loss) or first_loss < WIDE_SIGNAL_LOSS * chance:
+        return None
+    output_label = activations.output_layer_label(ctx, series)
+    row = np.asarray(series.values[0], float)
+    wide = [
+        (float(std), label)
+        for label, std in zip(series.labels, row)
+        if np.isfinite(std) and std >= WIDE_SIGNAL_STD and label != output_label
+    ]
+    if not wide:
+        return None
+    std, label = max(wide)
+    return label, std, first_loss / chance
 
 
 def _first_nonfinite_gradient_step(ctx):
@@ -293,13 +326,29 @@ def _blowup_words(ctx, series, blowup):
     return words
 
 
-def _exploding_title(blowup, huge_initial_norm, depth_ratio, growth):
+def _wide_words(ctx, series, wide):
+    layer, std, loss_ratio = wide
+    return (
+        "at the first record (step %d) the outputs of layer %s already spread with std %s"
+        " (initializers built for the purpose keep them near 1), and the loss started at %s"
+        " the chance level %s: the weights are initialized too wide, and the large signal"
+        " reaches the output as large, confidently wrong predictions"
+        % (int(series.steps[0]), layer, fmt(std), fmt_ratio(loss_ratio), fmt(ctx.chance_loss))
+    )
+
+
+def _exploding_title(blowup, huge_initial_norm, depth_ratio, growth, wide=None):
     """What the title names: the first-record evidence before what came later."""
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
     if blowup is not None and not across_depth:
         return "the signal grows %s at layer %s from the first record" % (
             fmt_ratio(blowup[2]),
             blowup[1],
+        )
+    if wide is not None and not across_depth:
+        return "layer %s's outputs spread with std %s from the first record" % (
+            wide[0],
+            fmt(wide[1]),
         )
     if huge_initial_norm is not None and not across_depth:
         return "norm %s at the first record" % fmt(huge_initial_norm)
@@ -325,11 +374,14 @@ def detect_exploding_gradients(ctx):
     initial_norm = float(total[0]) if len(total) else None
     huge_at_init = initial_norm is not None and not (initial_norm <= EXPLODING_NORM_AT_INIT)
     blowup = _forward_blowup(ctx)
-    if not (across_depth or over_time or huge_at_init or blowup):
+    wide = None if blowup is not None else _wide_from_the_start(ctx)
+    if not (across_depth or over_time or huge_at_init or blowup or wide):
         return None
     parts = []
     if blowup is not None:
         parts.append(_blowup_words(ctx, series, blowup))
+    if wide is not None:
+        parts.append(_wide_words(ctx, series, wide))
     if huge_at_init:
         parts.append(
             "at the first record (step %d) the total gradient norm is already %s"
@@ -355,8 +407,10 @@ def detect_exploding_gradients(ctx):
     if first_nonfinite_step is not None:
         explanation += " Gradients turned NaN/Inf at step %d." % first_nonfinite_step
     explanation += " Each update then overshoots, so the loss cannot settle."
-    what = _exploding_title(blowup, initial_norm if huge_at_init else None, depth_ratio, growth)
-    at_init = bool(across_depth or huge_at_init or blowup)
+    what = _exploding_title(
+        blowup, initial_norm if huge_at_init else None, depth_ratio, growth, wide
+    )
+    at_init = bool(across_depth or huge_at_init or blowup or wide)
     return Finding(
         cause=causes.EXPLODING_GRADIENTS,
         severity=causes.CRITICAL if first_nonfinite_step is not None else causes.WARNING,
@@ -364,7 +418,13 @@ def detect_exploding_gradients(ctx):
         title="Gradients explode (%s)" % what,
         explanation=explanation,
         first_step=int(series.steps[0]) if at_init else peak_step,
-        layers=[first_label] if across_depth else [blowup[1]] if blowup else [],
+        layers=[first_label]
+        if across_depth
+        else [blowup[1]]
+        if blowup
+        else [wide[0]]
+        if wide
+        else [],
         evidence={
             "series": [metadata.tag(metadata.GRAD_NORM)],
             "depth_ratio": depth_ratio,
@@ -372,6 +432,8 @@ def detect_exploding_gradients(ctx):
             "at_init": at_init,
             "initial_norm": initial_norm,
             "forward_growth": None if blowup is None else blowup[2],
+            "wide_signal": None if wide is None else {"layer": wide[0], "std": wide[1]},
+            "first_loss_over_chance": None if wide is None else wide[2],
             "nonfinite_step": first_nonfinite_step,
             "thresholds": {
                 "depth_ratio": EXPLODING_RATIO,

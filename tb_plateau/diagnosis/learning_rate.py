@@ -373,6 +373,7 @@ def _too_high_finding(ctx, ratio, ratio_series, early_ratio, symptoms, extreme, 
             "divergence": list(divergence) if divergence else None,
             "learning_rate": learning_rate,
             "thresholds": {"update_ratio": UPDATE_RATIO_HIGH, "spike_factor": SPIKE_FACTOR},
+            "moderate": bool(moderate),
         },
         fixes=fixes,
     )

@@ -10,7 +10,7 @@ import numpy as np
 from tb_plateau import metadata
 from tb_plateau.diagnosis import causes, curves
 from tb_plateau.diagnosis.context import TRAIN_VAL_GAP, falls_steeply
-from tb_plateau.diagnosis.finding import Finding, fmt, percent
+from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 
 # A loss within this of chance level has learned nothing about the inputs. The
 # chance level of a regression comes from a sample's label variance, which is
@@ -36,6 +36,12 @@ OVERFIT_MIN_RISE = 0.05  # final val over best val, relative
 # Or, on a small training set (see `context.SMALL_SET_PER_CLASS`), the
 # validation loss ends this share of the chance level above the training loss.
 MEMORIZED_GAP = 0.25  # of the chance-level loss
+# ... or the validation loss ends this many times the training loss and has
+# stopped following it: over the last OVERFIT_PATIENCE evaluations it fell
+# (relatively) under this share of what the training loss fell. The curves
+# have parted: what training still gains is memorization.
+MEMORIZED_RATIO = 3.0  # final validation loss / final training loss
+MEMORIZED_FOLLOW = 0.1  # validation's relative fall / training's relative fall
 
 
 def evidence_tags(ctx):
@@ -66,7 +72,9 @@ def chance_of(ctx):
                 else "ln(%d)" % classes
             )
             return ctx.chance_loss, how, CHANCE_TOLERANCE_CE
-        return ctx.chance_loss, "the variance of the labels", CHANCE_TOLERANCE_MSE
+        # (The label variance of one recorded batch is itself uncertain.)
+        tolerance = max(CHANCE_TOLERANCE_MSE, ctx.chance_uncertainty)
+        return ctx.chance_loss, "the variance of the labels", tolerance
     # Without the configuration the class count is unknown: a loss that sits at
     # ln C is only said to look like chance level (see `chance_hint`), never
     # asserted to be it.
@@ -281,27 +289,54 @@ def _small_set_words(ctx):
     )
 
 
+def _curves_parted(ctx, values, train_tail):
+    """True when the validation loss ends MEMORIZED_RATIO times the training loss and, over
+    the last OVERFIT_PATIENCE evaluations, fell under MEMORIZED_FOLLOW of what the training
+    loss fell (relatively)."""
+    epochs = ctx.epoch_train
+    if train_tail <= 0 or values[-1] < MEMORIZED_RATIO * train_tail:
+        return False
+    if epochs is None or len(epochs) <= OVERFIT_PATIENCE or len(values) <= OVERFIT_PATIENCE:
+        return False
+    train = np.asarray(epochs.values, float)
+    train_fall = 1.0 - train[-1] / train[-1 - OVERFIT_PATIENCE]
+    val_fall = 1.0 - values[-1] / values[-1 - OVERFIT_PATIENCE]
+    return bool(train_fall > 0 and val_fall < MEMORIZED_FOLLOW * train_fall)
+
+
 def _memorized_small_set(ctx, values, gap):
     """Overfitting without a rise: a small training set fitted far below the validation loss."""
     chance, _, _ = chance_of(ctx)
     if not ctx.small_training_set or chance is None or chance <= 0:
         return None
     train_tail, val_tail = ctx.train_shape.tail, float(values[-1])
-    if val_tail - train_tail < MEMORIZED_GAP * chance:
+    if val_tail - train_tail < MEMORIZED_GAP * chance and not _curves_parted(
+        ctx, values, train_tail
+    ):
         return None
     return Finding(
         cause=causes.OVERFITTING,
         severity=causes.WARNING,
         confidence=0.75,
-        title="Overfitting a small training set: validation loss %s above training" % percent(gap),
+        title="Overfitting a small training set: validation loss %s"
+        % (
+            "%s the training loss" % fmt_ratio(gap + 1)
+            if gap >= 1
+            else "%s above training" % percent(gap)
+        ),
         explanation=(
-            "The training loss fell to %s while the validation loss ended at %s, %s of the"
-            " chance level %s higher: the model memorized its training samples."
+            "The training loss fell to %s while the validation loss ended at %s, %s the"
+            " training loss and %s of the chance level %s higher%s: the model memorized its"
+            " training samples."
             % (
                 fmt(train_tail),
                 fmt(val_tail),
+                fmt_ratio(val_tail / train_tail) if train_tail > 0 else "far above",
                 percent((val_tail - train_tail) / chance),
                 fmt(chance),
+                ", no longer following it down over the last %d evaluations" % OVERFIT_PATIENCE
+                if _curves_parted(ctx, values, train_tail)
+                else "",
             )
             + _small_set_words(ctx)
         ),

@@ -214,8 +214,11 @@ def _root_of(finding, findings):
 
 
 def _order_key(finding):
+    """Graver first; at the same severity, strong evidence before moderate evidence (a
+    finding named below its usual bar because the loss is stuck), then what showed first."""
     return (
         -finding.severity_rank,
+        bool(finding.evidence.get("moderate")),
         _step(finding),
         _PRIORITY.index(finding.cause),
         -finding.confidence,
