@@ -560,6 +560,67 @@ def test_a_loss_still_falling_steeply_onto_chance_level_is_not_converged_not_stu
     assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
 
 
+def test_a_layer_spreading_wide_at_the_first_record_with_the_loss_far_above_chance():
+    """A GELU layer after a normalization (the layer before it is not recorded) spreads
+    with std 15 at the first record and the loss starts 15x chance level: weights
+    initialized too wide. The same spread with the loss starting at chance is not."""
+    counts = {"class_counts": [11, 10, 11], "distinct_classes": 3}
+    config = _relu_config(units=(32,), **counts)
+    std = _vector([[15.0, np.nan]] * 20, ["d0", "out"], activations=["gelu", "softmax"])
+    loss = np.concatenate([[16.5, 4.0, 2.0], _decaying(n=17, start=1.0, floor=0.4)])
+    grads = _vector([[3.0, 2.0]] * 20, ["d0", "out"])
+    run = _run(loss, config=config, vectors={metadata.ACT_STD: std, metadata.GRAD_NORM: grads})
+    finding = next(f for f in diagnosis.diagnose(run) if f.cause == "exploding_gradients")
+    assert finding.layers == ["d0"] and finding.first_step == 0
+    assert "std 15" in finding.explanation and "15 times the chance level" in finding.explanation
+    run = _run(
+        _decaying(n=20, start=1.1, floor=0.4),
+        config=config,
+        vectors={metadata.ACT_STD: std, metadata.GRAD_NORM: grads},
+    )
+    assert "exploding_gradients" not in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_a_regression_chance_level_from_one_batch_is_read_with_its_uncertainty():
+    """Shuffled targets: the loss stays at the targets' variance (1.0), but the one recorded
+    batch of 32 labels had a variance of 1.3. Within the uncertainty of 32 labels the loss
+    is at chance level; the same figures summarizing 10,000 labels are not."""
+    config = {
+        "layers": [
+            {"name": "d0", "class": "Dense", "units": 32, "activation": "relu"},
+            {"name": "out", "class": "Dense", "units": 1, "activation": "linear"},
+        ],
+        "loss": {"name": "mean_squared_error"},
+        "batch_size": 32,
+        "data": {"labels": [{"shape": [32], "mean": 0.1, "std": 1.14}]},
+    }
+    loss = 1.0 + 0.02 * np.random.default_rng(0).normal(size=40) - np.linspace(0, 0.03, 40)
+    epochs = np.arange(1, 9) * 50
+    run = _run(loss, config=config)
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, np.linspace(1.0, 0.97, 8))
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, np.full(8, 1.06))
+    assert _top(run) == "no_signal"
+    config["data"]["labels"][0]["shape"] = [10000]
+    assert "no_signal" not in [f.cause for f in diagnosis.diagnose(_run(loss, config=config))]
+
+
+def test_a_small_set_whose_validation_loss_stopped_following_is_memorized():
+    """96 samples of 4 classes: the training loss falls 40% over the last three epochs to
+    0.03 while the validation loss, 10x higher, moves 2%: memorization, though the gap is
+    under a quarter of the chance level and validation never rose."""
+    counts = {"class_counts": [8, 8, 8, 8], "distinct_classes": 4}
+    run = _run(
+        _decaying(n=60, start=1.39, floor=0.02, rate=0.08), config=_relu_config(classes=4, **counts)
+    )
+    epochs = np.arange(1, 21) * 3
+    train = 1.39 * np.exp(-0.17 * np.arange(20))
+    val = 0.31 + 1.08 * np.exp(-0.3 * np.arange(20))
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train)
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, val)
+    finding = next(f for f in diagnosis.diagnose(run) if f.cause == "overfitting")
+    assert "no longer following it down" in finding.explanation
+
+
 def test_gradients_that_vanished_over_the_first_third_are_named_with_their_steps():
     """Vanishing for the first third of the run, then the gap closes: the finding held."""
     run = _run(np.r_[np.full(10, 1.1), np.linspace(1.1, 0.7, 20)])
