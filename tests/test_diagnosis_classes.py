@@ -136,6 +136,8 @@ def test_l1_penalty_too_strong_is_over_regularization(tmp_path):
     assert top["cause"] == "over_regularization", report
     assert top["evidence"]["penalty_share"] > 0.3  # the number behind it
     assert "%" in top["explanation"] and top["fixes"]
+    # The fixes are for the penalty found, not for dropout or label smoothing it lacks.
+    assert all("Dropout" not in f and "smoothing" not in f for f in top["fixes"])
 
 
 def test_fixes_move_the_learning_rate_the_right_way(tmp_path):

@@ -251,6 +251,8 @@ def _diagnose(run_data, live=False):
         if stuck is not None:
             findings.insert(0, stuck)
         _framework_fixes(ctx, findings)
+        for finding in findings:
+            regularization.fixes_for_what_was_found(finding)
     if run_data.incomplete:
         notes.insert(0, INCOMPLETE_NOTE)
     elif not ctx.recorded:

@@ -365,12 +365,22 @@ def _judge_by_chance(ctx, shape, fit, fit_name, progress):
         )
     # (A chance level estimated from few labels may lie that much too high.)
     if shape.tail > STUCK_CHANCE_SHARE * chance * (1.0 - ctx.chance_uncertainty):
-        return "stuck", "the training loss ended at %s, %s of the chance level %s" % (
+        return "stuck", "the training loss ended at %s, %s of the chance level %s%s" % (
             fmt(shape.tail),
             percent(shape.tail / chance),
             fmt(chance),
+            _uncertainty_words(ctx),
         )
     return None
+
+
+def _uncertainty_words(ctx):
+    if ctx.chance_uncertainty <= 0.1:
+        return ""
+    return " (the variance of %d recorded labels: uncertain by about %s)" % (
+        ctx.config.label_entries,
+        percent(ctx.chance_uncertainty),
+    )
 
 
 _KERAS_TAGS = ("epoch_loss", "epoch_learning_rate", "evaluation_loss_vs_iterations")

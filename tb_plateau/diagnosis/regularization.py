@@ -138,6 +138,21 @@ def _smoothing_words(ctx, smoothing):
     return words, []
 
 
+# The order of the cause's fixes in every framework's table: one per kind of
+# regularization. A finding keeps those of the kinds it found.
+FIX_KINDS = ("penalty", "dropout", "label_smoothing")
+
+
+def fixes_for_what_was_found(finding):
+    """Narrows an over-regularization finding's fixes to the regularizers it names."""
+    kinds = finding.evidence.get("regularizers")
+    if finding.cause != causes.OVER_REGULARIZATION or not kinds or not finding.fixes:
+        return
+    if len(finding.fixes) != len(FIX_KINDS):
+        return
+    finding.fixes = [fix for fix, kind in zip(finding.fixes, FIX_KINDS) if kind in kinds]
+
+
 def detect_over_regularization(ctx):
     """Penalties, dropout or label smoothing so strong that the model cannot fit."""
     config = ctx.config
@@ -152,15 +167,17 @@ def detect_over_regularization(ctx):
 
     parts = []
     layers = []
-    for found in (
-        _penalty_words(config, share, shrink),
-        _decay_words(decay, shrink),
-        _dropout_words(ctx, dropout, train_over_val),
-        _smoothing_words(ctx, smoothing),
+    kinds = []  # which fixes apply: see FIX_KINDS
+    for kind, found in (
+        ("penalty", _penalty_words(config, share, shrink)),
+        ("penalty", _decay_words(decay, shrink)),
+        ("dropout", _dropout_words(ctx, dropout, train_over_val)),
+        ("label_smoothing", _smoothing_words(ctx, smoothing)),
     ):
         if found is not None:
             parts.append(found[0])
             layers += found[1]
+            kinds.append(kind)
     heavy_share = share is not None and share >= PENALTY_SHARE
     # Dropout above the customary 0.5 that holds the training loss far above
     # the validation loss is evidence on its own: the model is fitted through a
@@ -198,6 +215,7 @@ def detect_over_regularization(ctx):
             "label_smoothing": smoothing,
             "train_over_val": train_over_val,
             "weight_norm_ratio": shrink,
+            "regularizers": list(dict.fromkeys(kinds)),
             "thresholds": {
                 "penalty_share": PENALTY_SHARE,
                 "penalty": STRONG_PENALTY,
