@@ -294,6 +294,18 @@ def tone_signals(rng, n=900, length=48):
     return x[..., None].astype("float32"), _noisy_labels(rng, y, 3)
 
 
+def stripe_images(rng, n=900, size=12):
+    """12x12 images of faint horizontal, vertical or diagonal stripes (the class) with a
+    random phase, on noise; pixels [0, 1]."""
+    y = rng.integers(0, 3, n)
+    rows, cols = np.mgrid[0:size, 0:size]
+    x = rng.uniform(0, 0.5, size=(n, size, size))
+    for i in range(n):
+        coordinate = (rows, cols, rows + cols)[y[i]]
+        x[i] += 0.35 * ((coordinate + rng.integers(0, 4)) % 4 < 2)
+    return np.clip(x, 0, 1)[..., None].astype("float32"), _noisy_labels(rng, y, 3)
+
+
 # ----------------------------------------------------------------- layers with the hooks
 
 
@@ -516,6 +528,18 @@ def attention_model(params, input_shape, out_units, width=16):
     r = keras.layers.Dense(width, kernel_regularizer=_regularizer(params))(_dropout(r, params))
     x = keras.layers.LayerNormalization()(keras.layers.Add()([x, r]))
     x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
+
+
+def plain_cnn_model(params, input_shape, out_units):
+    """Conv-ReLU, max pooling, Conv-ReLU, global average pooling, the head (no
+    normalization, no skip connections)."""
+    keras = _keras()
+    inputs = keras.Input(input_shape)
+    x = _dropout(_hidden(keras.layers.Conv2D, params, 8, 3, padding="same")(inputs), params)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = _dropout(_hidden(keras.layers.Conv2D, params, 16, 3, padding="same")(x), params)
+    x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
 
 
@@ -1007,6 +1031,22 @@ BASES.update(
             _rnn_model("LSTM"),
             {"learning_rate": 5e-3, "epochs": 8},
             recurrent=True,
+        ),
+        Base(
+            "cnn_cosine",
+            "dev",
+            "plain CNN conv-ReLU x2 + GAP on stripe images, SGD with momentum and cosine decay",
+            CLASSIFICATION,
+            stripe_images,
+            plain_cnn_model,
+            {
+                "optimizer": "sgd",
+                "learning_rate": 3e-2,
+                "lr_decay": True,
+                "epochs": 10,
+                "head_width": 16,
+            },
+            classes=3,
         ),
     ]
 )

@@ -181,6 +181,29 @@ def conv1d_model(params, input_shape, out_units):
     )
 
 
+def residual_mlp_model(params, input_shape, out_units, width=32, blocks=2):
+    """A stem, then blocks x = x + Linear(act(Linear(x))), then the head."""
+    nn = _torch().nn
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            inner = _activated([_init(nn.Linear(width, width), params)], params)
+            self.body = nn.Sequential(*inner, nn.Linear(width, width))
+
+        def forward(self, x):
+            return x + self.body(x)
+
+    stem = _activated([_init(nn.Linear(int(np.prod(input_shape)), width), params)], params)
+    hidden, out_width = _dense_stack(width, params)
+    return nn.Sequential(
+        *stem,
+        *[Residual() for _ in range(blocks)],
+        *hidden,
+        *_output(out_width, params, out_units),
+    )
+
+
 BASES = [
     bases.Base(
         "torch_mlp",
@@ -226,6 +249,25 @@ BASES = [
         conv1d_model,
         {"optimizer": "adamw", "learning_rate": 3e-3, "epochs": 12, "head_width": 16},
         classes=3,
+        framework="torch",
+    ),
+    bases.Base(
+        "torch_residual_blobs10",
+        "dev",
+        "PyTorch residual MLP (Linear blocks with skips) on ten classes of paired Gaussian"
+        " blobs, SGD with momentum and cosine decay",
+        bases.CLASSIFICATION,
+        bases.blob_classes,
+        residual_mlp_model,
+        {
+            "optimizer": "sgd",
+            "learning_rate": 5e-2,
+            "lr_decay": True,
+            "epochs": 12,
+            "head_width": 32,
+            "batch_size": 64,
+        },
+        classes=10,
         framework="torch",
     ),
 ]

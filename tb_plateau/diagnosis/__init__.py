@@ -152,7 +152,15 @@ _OUTCOME_CAUSES = (causes.NONFINITE, causes.OVERFITTING, causes.NOT_CONVERGED)
 def _did_not_stop_training(ctx, findings):
     """A cause that did not stop a training that reached a good fit is at most info; one
     that began after the loss was at its best (a learning rate that jumped at the end, seen
-    live) is not shown harmless by a fit that came before it."""
+    live) is not shown harmless by a fit that came before it. Units partly dead in a run
+    whose losses were still falling at every epoch when it stopped did not stop it either:
+    their live units carry the signal the run was still learning from."""
+    if ctx.descending_to_chance or ctx.accelerating:
+        for finding in findings:
+            if finding.cause == causes.DEAD_RELU and not ranking.blocks_signal(finding):
+                _not_what_stopped_it(
+                    finding, "both losses were still falling at every epoch when it stopped"
+                )
     if not ctx.good_fit:
         return
     best_step = ctx.train_shape.best_step if ctx.train_shape is not None else None
@@ -162,12 +170,16 @@ def _did_not_stop_training(ctx, findings):
         if best_step is not None and finding.first_step is not None:
             if finding.first_step > best_step:
                 continue  # it began after the loss was at its best: the fit came before it
-        finding.severity = INFO
-        finding.confidence = min(finding.confidence, 0.5)
-        finding.explanation += (
-            " It did not stop this training: %s. Worth fixing for a faster or steadier"
-            " training, but not why a loss would be stuck." % ctx.progress_reason
-        )
+        _not_what_stopped_it(finding, ctx.progress_reason)
+
+
+def _not_what_stopped_it(finding, reason):
+    finding.severity = INFO
+    finding.confidence = min(finding.confidence, 0.5)
+    finding.explanation += (
+        " It did not stop this training: %s. Worth fixing for a faster or steadier"
+        " training, but not why a loss would be stuck." % reason
+    )
 
 
 def _stuck_without_cause(ctx, findings):
@@ -218,7 +230,9 @@ def _framework_fixes(ctx, findings):
         else:
             finding.fixes = causes.neutral_fixes(finding.cause)
         rate = finding.evidence.get("learning_rate")
-        if finding.cause in (causes.LR_TOO_HIGH, causes.LR_TOO_LOW) and rate:
+        if finding.evidence.get("spike_step") is not None:
+            finding.fixes = _rate_jump_fixes(ctx, finding, pytorch)
+        elif finding.cause in (causes.LR_TOO_HIGH, causes.LR_TOO_LOW) and rate:
             factor = 0.1 if finding.cause == causes.LR_TOO_HIGH else 10.0
             if pytorch:
                 finding.fixes[0] = (
@@ -234,6 +248,26 @@ def _framework_fixes(ctx, findings):
                     fmt(rate * factor),
                     fmt(rate),
                 )
+
+
+def _rate_jump_fixes(ctx, finding, pytorch):
+    """A rate that jumped once: find what set it, and keep the run's usual rate."""
+    step = finding.evidence["spike_step"]
+    usual = finding.evidence.get("usual_learning_rate")
+    if pytorch:
+        return [
+            "# find what set the rate at step %d: a scheduler (LambdaLR, OneCycleLR,"
+            " CyclicLR...) or code writing param_group['lr']" % step,
+            "optimizer = torch.optim.%s(model.parameters(), lr=%s)  # the usual rate"
+            % (ctx.config.optimizer_name or "Adam", fmt(usual)),
+            "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)"
+            "  # between backward() and step(): bounds any one step",
+        ]
+    return [
+        "Find what set the learning rate at step %d (a schedule, a warm restart, a callback)"
+        " and keep it at the run's usual %s." % (step, fmt(usual)),
+        "Clip the gradient norm (e.g. to 1.0) so that no single step can throw the weights far.",
+    ]
 
 
 def _diagnose(run_data, live=False):

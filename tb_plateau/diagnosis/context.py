@@ -138,18 +138,29 @@ class RunContext:
 
     @property
     def descending_to_chance(self):
-        """True when both losses fell steeply in the last epoch (the validation loss to its
-        lowest) and are still no better than chance level: the run stopped on its way down,
-        before it learned anything beyond the label distribution (or the mean). A loss that
-        sits at chance level does not fall steeply in both curves; one that memorizes
-        labels without signal falls in training only."""
+        """True when both losses are still no better than chance level but on their way
+        down: both fell steeply in the last epoch, or, in a run of SHORT_RUN_EPOCHS or
+        fewer, both fell at every epoch (the validation loss to its lowest). The run stopped
+        before it learned anything beyond the label distribution (or the mean). Labels
+        without signal cannot lower the validation loss: training on them may fall (by
+        memorizing), validation does not follow."""
         chance = self.chance_loss
-        if chance is None or chance <= 0 or self.val is None or not self.falling_steeply:
+        if chance is None or chance <= 0 or self.val is None or self.epoch_train is None:
             return False
         val = np.asarray(self.val.values, float)
-        if not falls_steeply(val) or val[-1] > np.nanmin(val):
+        train = np.asarray(self.epoch_train.values, float)
+        if len(val) < 3 or not np.isfinite(val).all() or val[-1] > np.nanmin(val):
             return False
-        return bool(val[-1] > STUCK_CHANCE_SHARE * chance)
+        if val[-1] <= STUCK_CHANCE_SHARE * chance:
+            return False
+        if self.falling_steeply and falls_steeply(val):
+            return True
+        return bool(
+            len(train) <= SHORT_RUN_EPOCHS
+            and len(train) == len(val)
+            and (np.diff(train) < 0).all()
+            and (np.diff(val) < 0).all()
+        )
 
     @property
     def stuck(self):
@@ -305,7 +316,11 @@ def _judge_progress(ctx):
             frozen[1],
         )
     fit, fit_name = _fit_curve(ctx)
-    if ctx.accelerating or (ctx.falling_steeply and not _validation_at_chance(ctx, fit, fit_name)):
+    if (
+        ctx.accelerating
+        or ctx.descending_to_chance
+        or (ctx.falling_steeply and not _validation_at_chance(ctx, fit, fit_name))
+    ):
         # Still on its way down; but a training loss that falls while the
         # validation loss never leaves chance level is going nowhere.
         return None, ""

@@ -119,7 +119,11 @@ def detect_not_converged(ctx):
     shape = ctx.train_shape
     if shape is None or shape.n < 5:
         return None
-    if shape.progress < NOT_CONVERGED_MIN_PROGRESS and not ctx.accelerating:
+    if (
+        shape.progress < NOT_CONVERGED_MIN_PROGRESS
+        and not ctx.accelerating
+        and not ctx.descending_to_chance
+    ):
         return None
     if shape.head > 0 and shape.tail < NEGLIGIBLE_LOSS_SHARE * shape.head:
         return None
@@ -130,8 +134,12 @@ def detect_not_converged(ctx):
     )
     epoch_shape = ctx.epoch_train_shape
     if batches_say and epoch_shape is not None and epoch_shape.n >= 5:
-        # Single noisy batches fell; the epoch means may have levelled off.
-        batches_say = epoch_shape.last_fifth_drop >= NOT_CONVERGED_DROP
+        # Single noisy batches fell; the epoch means, the curve without their noise, judge
+        # whether the end still made a good share of the fall.
+        batches_say = (
+            epoch_shape.last_fifth_drop >= NOT_CONVERGED_DROP
+            and epoch_shape.last_fifth_share >= NOT_CONVERGED_SHARE
+        )
     if not batches_say:
         return _not_converged_by_epoch(ctx, *by_epoch) if by_epoch is not None else None
     if ctx.val_shape is not None and ctx.val_shape.n >= 3 and ctx.val_shape.last_fifth_drop < 0:
@@ -167,16 +175,39 @@ def detect_not_converged(ctx):
     )
 
 
+def _at_chance_words(ctx, values):
+    """The explanation of a run stopped while both losses were still at chance level and
+    falling (see `RunContext.descending_to_chance`)."""
+    train = np.asarray(ctx.epoch_train.values, float)
+    chance, how, _ = chance_of(ctx)
+    return (
+        "Over %d epochs the training loss went %s and the validation loss %s, the"
+        " validation loss at its lowest at the end: both still falling, and still no better"
+        " than chance level (%s = %s). Training stopped on the way down, before the model"
+        " learned anything beyond %s; labels without signal would not lower the validation"
+        " loss. More epochs (or a larger learning rate) would take it further."
+        % (
+            len(train),
+            " -> ".join("%.4g" % v for v in train[-4:]),
+            " -> ".join("%.4g" % v for v in values[-4:]),
+            how,
+            fmt(chance),
+            "the targets' mean" if not ctx.config.is_cross_entropy else "the label frequencies",
+        )
+    )
+
+
 def _not_converged_by_epoch(ctx, name, values):
     last = values[-2] - values[-1]
     pace = (values[0] - values[-1]) / (len(values) - 1)
-    return Finding(
-        cause=causes.NOT_CONVERGED,
-        severity=causes.WARNING,
-        confidence=0.7,
-        title="The %s loss was still falling when training stopped (-%s in the last epoch)"
-        % (name, percent(last / values[-2])),
-        explanation=(
+    if ctx.descending_to_chance:
+        explanation = _at_chance_words(ctx, values) + (
+            " Each epoch lowered it more than the one before: it was leaving its first plateau."
+            if ctx.accelerating
+            else ""
+        )
+    else:
+        explanation = (
             "Over %d epochs the %s loss fell from %s to %s, and the last epoch alone took it"
             " from %s to %s: %s of its average fall per epoch, at its lowest at the end. It"
             " had not levelled off; more epochs would lower it further.%s"
@@ -188,10 +219,23 @@ def _not_converged_by_epoch(ctx, name, values):
                 fmt(values[-2]),
                 fmt(values[-1]),
                 percent(last / pace),
-                _how_far_words(ctx),
+                " Each epoch lowered it more than the one before: it was leaving its first"
+                " plateau when training stopped."
+                if ctx.accelerating
+                else "",
             )
         )
-        + curve_only_note(ctx),
+    return Finding(
+        cause=causes.NOT_CONVERGED,
+        severity=causes.WARNING,
+        confidence=0.7,
+        title=(
+            "The loss was still at chance level and falling when training stopped"
+            if ctx.descending_to_chance
+            else "The %s loss was still falling when training stopped (-%s in the last epoch)"
+            % (name, percent(last / values[-2]))
+        ),
+        explanation=explanation + curve_only_note(ctx),
         first_step=int(ctx.train_shape.steps[-1]),
         evidence={
             "series": evidence_tags(ctx),
@@ -205,28 +249,6 @@ def _not_converged_by_epoch(ctx, name, values):
             },
         },
     )
-
-
-def _how_far_words(ctx):
-    if ctx.accelerating:
-        return (
-            " Each epoch lowered it more than the one before: it was leaving its first"
-            " plateau when training stopped."
-        )
-    if ctx.descending_to_chance:
-        chance, how, _ = chance_of(ctx)
-        return (
-            " It was still no better than chance level (%s = %s): training stopped on the way"
-            " down, before the model learned anything beyond %s."
-            % (
-                how,
-                fmt(chance),
-                "the targets' mean"
-                if chance and not ctx.config.is_cross_entropy
-                else "the label frequencies",
-            )
-        )
-    return ""
 
 
 def _bottleneck(config):

@@ -174,6 +174,10 @@ def _largest_update_between(updates, after, before):
     record the update one step later).
     """
     rows = np.flatnonzero((updates.steps > after) & (updates.steps < before))
+    if len(rows) and not np.isfinite(updates.values[rows[0]]).any():
+        # The first step at the new rate threw every weight to Inf/NaN: it moved them
+        # further than any ratio says.
+        return float("inf")
     moved = [_moving_median(updates.values[j]) for j in rows]
     moved = [m for m in moved if m is not None]
     return max(moved) if moved else None
@@ -392,11 +396,20 @@ def _spike_finding(ctx, spike):
         % (fmt(rate), step, fmt_ratio(rate / usual), fmt(usual)),
         explanation=(
             "The learning rate is too high at one point: at step %d it was %s, %s the run's"
-            " usual %s (the record before: %s), and that step changed the weights by %s"
-            " times their norm (median over layers; healthy is about 1e-3). One such step"
-            " can throw the weights far from where training had brought them, and kill"
-            " units or blow up the gradients that follow."
-            % (step, fmt(rate), fmt_ratio(rate / usual), fmt(usual), fmt(before), fmt(moved))
+            " usual %s (the record before: %s), and %s. One such step can throw the"
+            " weights far from where training had brought them, and kill units or blow up"
+            " the gradients that follow."
+            % (
+                step,
+                fmt(rate),
+                fmt_ratio(rate / usual),
+                fmt(usual),
+                fmt(before),
+                "that step threw the weights to Inf/NaN"
+                if not np.isfinite(moved)
+                else "that step changed the weights by %s times their norm (median over"
+                " layers; healthy is about 1e-3)" % fmt(moved),
+            )
         ),
         first_step=step,
         evidence={

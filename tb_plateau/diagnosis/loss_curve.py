@@ -113,6 +113,7 @@ def detect_chance_level(ctx):
         and shape.best > chance * (1 - 2 * tolerance)
         and not ctx.falling_steeply
         and not ctx.accelerating
+        and not ctx.descending_to_chance
     )
     val_never_better = False
     # (A small training set is memorized whatever its labels: that is overfitting.)

@@ -71,7 +71,7 @@ def _from_data(finding):
     return finding.evidence.get("source") in _DATA_SOURCES
 
 
-def _blocks_signal(dead, at_first_record=False):
+def blocks_signal(dead, at_first_record=False):
     """True when a dead-ReLU finding has a layer all but entirely dead (at the first record)."""
     if at_first_record:
         fraction = dead.evidence.get("initial_dead_fraction") or 0.0
@@ -97,6 +97,10 @@ def _large_weights_of(exploding, saturated):
     return set(exploding.layers) <= set(saturated.layers)
 
 
+# What units partly dead leave unexplained (see `_labels_and_units`).
+_PARTLY_DEAD_LEAVES = (c.ZERO_GRADIENT, c.LR_TOO_LOW, c.NOT_CONVERGED)
+
+
 def _pair_evidence(root, symptom):
     """True/False where what the labels, the units or the first record show decides the
     pair, else None."""
@@ -116,23 +120,28 @@ def _labels_and_units(root, symptom):
     other way round. A loss at chance level with partly dead units is the
     labels' doing; dead units explain it only when a layer passes no signal at
     all. Partly dead units leave gradients flowing: they explain neither
-    exactly-zero gradients nor tiny steps everywhere. Weights initialized too
+    exactly-zero gradients, nor tiny steps everywhere, nor a loss still falling
+    when the run stopped. Weights initialized too
     wide make every step small beside them (a low update ratio); gradients that
     explode later do not.
     """
     pair = (root.cause, symptom.cause)
     if pair == (c.EXPLODING_GRADIENTS, c.LR_TOO_LOW):
         return _at_init(root)
-    if root.cause == c.DEAD_RELU and symptom.cause in (c.ZERO_GRADIENT, c.LR_TOO_LOW):
-        return _blocks_signal(root)
+    if root.cause == c.DEAD_RELU and symptom.cause in (
+        c.ZERO_GRADIENT,
+        c.LR_TOO_LOW,
+        c.NOT_CONVERGED,
+    ):
+        return blocks_signal(root)
     if root.cause == c.NO_SIGNAL and symptom.cause != c.DEAD_RELU:
         if symptom.cause in (c.VANISHING_GRADIENTS, c.ZERO_GRADIENT, c.SATURATED_ACTIVATIONS):
             return _from_data(root)
         return None
     if pair == (c.NO_SIGNAL, c.DEAD_RELU):
-        return _from_data(root) or not _blocks_signal(symptom)
+        return _from_data(root) or not blocks_signal(symptom)
     if pair == (c.DEAD_RELU, c.NO_SIGNAL):
-        return _blocks_signal(root)
+        return blocks_signal(root)
     if pair == (c.SATURATED_ACTIVATIONS, c.EXPLODING_GRADIENTS):
         return _at_init(root) and _at_init(symptom) and _large_weights_of(symptom, root)
     return None
@@ -146,9 +155,9 @@ def _first_record(root, symptom):
     the root."""
     pair = (root.cause, symptom.cause)
     if pair == (c.VANISHING_GRADIENTS, c.DEAD_RELU):
-        return not _blocks_signal(symptom, at_first_record=True)
+        return not blocks_signal(symptom, at_first_record=True)
     if pair == (c.DEAD_RELU, c.VANISHING_GRADIENTS):
-        return _blocks_signal(root, at_first_record=True)
+        return blocks_signal(root, at_first_record=True)
     if pair == (c.EXPLODING_GRADIENTS, c.SATURATED_ACTIVATIONS):
         return not _large_weights_of(root, symptom)
     return None
