@@ -469,6 +469,29 @@ def test_units_partly_off_at_initialization_that_die_after_a_rate_jump_died_of_t
     assert "died during training" in findings[1].explanation
 
 
+def test_a_rate_jump_whose_first_step_throws_the_weights_to_inf_is_the_root_of_the_nan():
+    """The schedule multiplies the rate 400x at step 200 and that very step turns the
+    weights Inf (update ratio Inf), the loss NaN from the next record: the jump is the root
+    of the NaN, and a PyTorch run's fixes keep the usual rate rather than a tenth of the
+    jump."""
+    n = 40
+    loss = np.concatenate([_decaying(n=20, start=1.1, floor=0.5), np.full(20, np.nan)])
+    rates = np.full(n, 0.04)
+    rates[20:] = 16.0
+    updates = np.full((n, 2), 1e-2)
+    updates[20] = np.inf
+    updates[21:] = np.nan
+    config = dict(_relu_config(units=(16,)), framework="pytorch", optimizer={"name": "SGD"})
+    run = _run(
+        loss, config=config, vectors={metadata.UPDATE_RATIO: _vector(updates, ["d0", "out"])}
+    )
+    run.scalars[metadata.LEARNING_RATE] = _series(rates)
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert [f.cause for f in findings][:2] == ["lr_too_high", "nonfinite"], findings
+    assert "Inf/NaN" in findings[0].explanation and findings[1].explained_by == "lr_too_high"
+    assert any("lr=0.04" in fix for fix in findings[0].fixes), findings[0].fixes
+
+
 def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
     """One unit before a 4-class output can separate two classes at most: named while the
     loss still creeps down far above a good fit. A one-unit layer off the path (an attention
@@ -530,9 +553,15 @@ def test_a_short_run_leaving_its_plateau_at_chance_is_not_converged_not_labels()
     findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
     assert [f.cause for f in findings][:1] == ["not_converged"]
     assert "leaving its first plateau" in findings[0].explanation
-    # The same three epochs slowing down, and the run is at chance: stuck there.
+    # The same three epochs slowing down: still on its way while the validation loss
+    # follows it down at every epoch ...
     run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
         epochs, chance - np.array([0.0, 0.009, 0.012])
+    )
+    assert _top(run) == "not_converged"
+    # ... but stuck at chance once the validation loss no longer does.
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, chance - np.array([0.004, 0.01, 0.008])
     )
     assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
 
