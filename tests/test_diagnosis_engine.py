@@ -492,6 +492,29 @@ def test_a_rate_jump_whose_first_step_throws_the_weights_to_inf_is_the_root_of_t
     assert any("lr=0.04" in fix for fix in findings[0].fixes), findings[0].fixes
 
 
+def test_steps_that_shrank_after_healthy_first_steps_are_not_a_too_low_rate():
+    """At chance level with tiny steps at the end: when the first steps were of healthy
+    size at the same rate, the gradient shrank (nothing left to learn), not the rate; when
+    they were tiny from the first record, the rate is too low."""
+    counts = {"class_counts": [11, 10, 11], "distinct_classes": 3}
+    n = 40
+    loss = math.log(3) + 0.01 * np.random.default_rng(1).normal(size=n)
+    rates = _series(np.full(n, 0.01))
+    shrinking = np.full((n, 2), 1e-5)
+    shrinking[:6] = 1e-3
+    causes_found = []
+    for updates in (shrinking, np.full((n, 2), 1e-5)):
+        run = _run(
+            loss,
+            config=_relu_config(units=(16,), **counts),
+            vectors={metadata.UPDATE_RATIO: _vector(updates, ["d0", "out"])},
+        )
+        run.scalars[metadata.LEARNING_RATE] = rates
+        causes_found.append([f.cause for f in diagnosis.diagnose(run)])
+    assert "lr_too_low" not in causes_found[0] and "no_signal" in causes_found[0]
+    assert "lr_too_low" in causes_found[1]
+
+
 def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
     """One unit before a 4-class output can separate two classes at most: named while the
     loss still creeps down far above a good fit. A one-unit layer off the path (an attention

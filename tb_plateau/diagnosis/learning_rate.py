@@ -61,6 +61,13 @@ FLAT_AFTER_SPIKE_POINTS = 3  # points
 CREEPING_PROGRESS = 0.1  # of the starting loss
 # A learning rate this small is too low for any common optimizer on its own.
 TINY_LEARNING_RATE = 1e-6
+# Steps that were of healthy size over the first records (at least this
+# update/weight ratio) and shrank later clearly more than the learning rate did
+# (this many times more) were made small by the gradient, not by the rate: a
+# loss with nothing left to learn (a model at its labels' chance level), or
+# units that died.
+EARLY_STEPS_HEALTHY = 3e-4  # median early update/weight ratio
+SHRANK_BEYOND_RATE = 3.0  # the steps' fall over the rate's fall
 
 
 def _median_update_ratio(ctx):
@@ -473,6 +480,28 @@ def _spike_then_flat_finding(ctx, found):
     )
 
 
+def _shrank_with_the_gradient(ctx):
+    """True when the first records' steps were of healthy size and the last third's fell
+    SHRANK_BEYOND_RATE times more than the learning rate did (a schedule's decay shrinks
+    them with it)."""
+    _, early = _early_update_ratios(ctx)
+    series = ctx.vector(metadata.UPDATE_RATIO)
+    if early is None or early < EARLY_STEPS_HEALTHY:
+        return False
+    late = [_moving_median(row) for row in series.values[-max(1, len(series) // 3) :]]
+    late = [m for m in late if m is not None]
+    if not late:
+        return False
+    steps_fell = early / max(float(np.median(late)), 1e-30)
+    rate_fell = 1.0
+    rates = curves.learning_rate(ctx.run)
+    if rates is not None:
+        finite = rates.values[np.isfinite(rates.values) & (rates.values > 0)]
+        if len(finite) >= 2:
+            rate_fell = max(float(finite[0] / finite[-1]), 1.0)
+    return steps_fell >= SHRANK_BEYOND_RATE * rate_fell
+
+
 def _current_learning_rate(ctx):
     series = curves.learning_rate(ctx.run)
     if series is not None:
@@ -518,6 +547,8 @@ def detect_lr_too_low(ctx):
     if ratio is not None and ratio > 0 and not tiny_rate and _mostly_still(ctx):
         # Most layers do not move at all (dead units, zero gradients): the few
         # that still move say nothing about the step size.
+        return None
+    if ratio is not None and not tiny_rate and _shrank_with_the_gradient(ctx):
         return None
     if ratio is not None:
         low_bar = ctx.threshold(UPDATE_RATIO_LOW, UPDATE_RATIO_LOW_STUCK)
