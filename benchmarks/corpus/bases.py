@@ -306,6 +306,41 @@ def stripe_images(rng, n=900, size=12):
     return np.clip(x, 0, 1)[..., None].astype("float32"), _noisy_labels(rng, y, 3)
 
 
+def roll_points(rng, n=1200):
+    """Sixteen features that are smooth functions of a 3-D swiss roll, with a little noise
+    (no labels: reconstruction)."""
+    t = rng.uniform(1.5 * np.pi, 4.5 * np.pi, n)
+    h = rng.uniform(-1, 1, n)
+    z = rng.uniform(-1, 1, n)
+    hidden = np.column_stack([t * np.cos(t) / 10, h, t * np.sin(t) / 10, z])
+    x = np.tanh(hidden @ rng.normal(size=(4, 16))) + rng.normal(0, 0.05, size=(n, 16))
+    return _standardized(x), None
+
+
+def three_targets(rng, n=1200):
+    """Eight features; three targets (a smooth function, a product, a thresholded sum), each
+    with noise (multi-output regression)."""
+    x = rng.normal(size=(n, 8))
+    y = np.column_stack(
+        [
+            np.sin(1.5 * x[:, 0]) + 0.5 * x[:, 1],
+            x[:, 2] * x[:, 3],
+            np.maximum(x[:, 4] + x[:, 5], 0) - 0.5 * x[:, 6],
+        ]
+    ) + rng.normal(0, 0.25, size=(n, 3))
+    return x.astype("float32"), _standardized(y)
+
+
+def six_class_tabular(rng, n=2500):
+    """Twelve features; six classes: the sign of one nonlinear score times the tertile of
+    another."""
+    x = rng.normal(size=(n, 12))
+    a = x[:, 0] + 0.8 * x[:, 1] * x[:, 2]
+    b = x[:, 3] - 0.5 * np.abs(x[:, 4])
+    y = 3 * (a > 0) + np.digitize(b, np.quantile(b, [1 / 3, 2 / 3]))
+    return x.astype("float32"), _noisy_labels(rng, y, 6)
+
+
 # ----------------------------------------------------------------- layers with the hooks
 
 
@@ -541,6 +576,33 @@ def plain_cnn_model(params, input_shape, out_units):
     x = _dropout(_hidden(keras.layers.Conv2D, params, 16, 3, padding="same")(x), params)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
+
+
+def bn_mlp_model(params, input_shape, out_units, widths=(64, 64, 32)):
+    """Dense (no bias) -> BatchNormalization -> activation, three times, then the head: the
+    usual tabular network with batch normalization."""
+    keras = _keras()
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for width in widths:
+        x = keras.layers.Dense(
+            width,
+            use_bias=False,
+            kernel_initializer=_kernel_initializer(params),
+            kernel_regularizer=_regularizer(params),
+        )(x)
+        x = keras.layers.BatchNormalization(
+            momentum=0.9,
+            beta_initializer=keras.initializers.Constant(params["bias_init"]),
+            trainable=not params["batchnorm_frozen"],
+        )(x)
+        x = _dropout(keras.layers.Activation(params["hidden_activation"])(x), params)
+    return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
+
+
+def relu_autoencoder_model(params, input_shape, out_units):
+    """Dense autoencoder 16-48-3-48-16 (ReLU)."""
+    return autoencoder_model(params, input_shape, out_units, code_width=3)
 
 
 BASES = {
@@ -1047,6 +1109,35 @@ BASES.update(
                 "head_width": 16,
             },
             classes=3,
+        ),
+        Base(
+            "bn_mlp6",
+            "dev",
+            "MLP Dense-BatchNorm-ReLU x3 on tabular features, six classes (Adam, batch 64)",
+            CLASSIFICATION,
+            six_class_tabular,
+            bn_mlp_model,
+            {"learning_rate": 2e-3, "batch_size": 64, "epochs": 8, "head_depth": 0},
+            classes=6,
+            batchnorm=True,
+        ),
+        Base(
+            "relu_ae_roll",
+            "dev",
+            "ReLU dense autoencoder 16-48-3-48-16 on a swiss roll seen through 16 features",
+            RECONSTRUCTION,
+            roll_points,
+            relu_autoencoder_model,
+            {"head_width": 48, "learning_rate": 3e-3, "epochs": 12},
+        ),
+        Base(
+            "multi_target",
+            "dev",
+            "MLP 8-64-64-3 regression of three noisy targets at once (MSE, Adam)",
+            REGRESSION,
+            three_targets,
+            mlp_model,
+            {"head_depth": 2, "head_width": 64, "learning_rate": 5e-3, "epochs": 12},
         ),
     ]
 )

@@ -87,11 +87,23 @@ class Operator:
     def applies(self, base):
         return bool(self.applies_to(base))
 
+    def harm_for(self, base):
+        """How this operator's harm shows on `base`: an autoencoder's inputs are its
+        targets, so rescaling them rescales its loss too, and only the score (R^2, which
+        does not depend on the scale) compares."""
+        if base.task == bases.RECONSTRUCTION and self.name in _RESCALE_TARGETS_TOO:
+            return SCORE
+        return self.harm
+
     def params(self, base):
         """The base's params with this operator's changes."""
         params = base.default_params()
         params.update(self.mutate(base, params))
         return params
+
+
+# Operators on the inputs that, in a reconstruction, change the targets with them.
+_RESCALE_TARGETS_TOO = ("inputs_x1000", "inputs_offset")
 
 
 def _not_tokens(base):

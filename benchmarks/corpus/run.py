@@ -155,7 +155,7 @@ def run_case(case, root):
         "seed": case.seed,
         "split": base.split,
         "expected": expected_cause(case.base, case.operator),
-        "harm": op.harm if op else None,
+        "harm": op.harm_for(base) if op else None,
         "params": params,
     }
     collect = _Collect()
@@ -339,7 +339,8 @@ def effect(record, base_record):
     """
     if base_record is None or base_record.get("status") != "ok":
         return None, "no unmutated run of this base and seed to compare with"
-    harm = record["harm"]
+    op, base = operators.OPERATORS.get(record["operator"]), bases.BASES.get(record["base"])
+    harm = op.harm_for(base) if op is not None and base is not None else record["harm"]
     if not _finite(record["final_loss"], record["final_val_loss"], record["score"]):
         return True, "non-finite loss or predictions"
     if harm == operators.BY_CONSTRUCTION:

@@ -39,6 +39,10 @@ PLATEAU_SHARE = 0.1  # last fifth's share of the fall, at most
 CAPACITY_LOSS_SHARE = 0.25  # final loss over chance level, at least
 # ... in a model with a bottleneck this narrow (or no hidden layer at all).
 CAPACITY_BOTTLENECK_UNITS = 2  # units
+# A validation loss above the training loss rules a plateau out as too little capacity
+# (the model fits its training samples better than others) only when the gap widened by
+# this much (relative to the training loss) over the second half of the epochs.
+GAP_WIDENING = 0.05
 
 
 def _epoch_still_falling(ctx):
@@ -251,6 +255,24 @@ def _not_converged_by_epoch(ctx, name, values):
     )
 
 
+def _gap_widened(ctx):
+    """True unless the validation loss stayed the same distance above the training loss over
+    the second half of the epochs (both flat: the validation split is harder, an offset, not
+    a model fitting its training samples ever better than the rest). Without epoch curves:
+    True."""
+    if ctx.epoch_train is None or ctx.val is None:
+        return True
+    train = np.asarray(ctx.epoch_train.values, float)
+    val = np.asarray(ctx.val.values, float)
+    if len(train) != len(val) or len(train) < 4 or not np.isfinite(train).all():
+        return True
+    if not np.isfinite(val).all() or (train <= 0).any():
+        return True
+    middle = len(train) // 2
+    gaps = (val - train) / train
+    return bool(gaps[-1] - gaps[middle] > GAP_WIDENING)
+
+
 def _bottleneck(config):
     """(layer, units) of the narrowest hidden layer if narrow enough, or ('', 0) for none."""
     widths = [(name, units) for name, units in config.hidden_widths if units]
@@ -314,7 +336,7 @@ def detect_insufficient_capacity(ctx):
     if plateau_shape.last_fifth_share > PLATEAU_SHARE:
         return None
     gap = ctx.train_val_gap()
-    if gap is not None and abs(gap) > TRAIN_VAL_GAP:
+    if gap is not None and abs(gap) > TRAIN_VAL_GAP and (gap < 0 or _gap_widened(ctx)):
         return None
     bottleneck = _bottleneck(ctx.config)
     if bottleneck is None:
@@ -328,11 +350,15 @@ def detect_insufficient_capacity(ctx):
         "The loss settled at %s (%s of chance level %s, from %s at the start) and stopped"
         " improving, " % (fmt(level), percent(level / chance), fmt(chance), fmt(shape.head))
     )
-    explanation += (
-        "with training and validation loss %s apart" % percent(abs(gap))
-        if gap is not None
-        else "with no validation loss to compare"
-    )
+    if gap is None:
+        explanation += "with no validation loss to compare"
+    elif abs(gap) > TRAIN_VAL_GAP:
+        explanation += (
+            "with the validation loss a steady %s above the training loss (a gap that did not"
+            " widen: the validation split is harder, the model is not memorizing)" % percent(gap)
+        )
+    else:
+        explanation += "with training and validation loss %s apart" % percent(abs(gap))
     explanation += "; the model cannot fit the training data better: %s." % where
     return Finding(
         cause=causes.INSUFFICIENT_CAPACITY,

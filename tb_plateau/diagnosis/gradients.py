@@ -51,6 +51,12 @@ FORWARD_SCALE = 3.0  # act_std reached
 # output as large, confidently wrong predictions.
 WIDE_SIGNAL_STD = 5.0  # act_std at the first record
 WIDE_SIGNAL_LOSS = 3.0  # first recorded loss / chance-level loss
+# Or, behind a normalization (which undoes their scale in the forward pass), a
+# layer's weights start with a root mean square beyond what Glorot or He give
+# any layer (at most about 1.4), and its steps stay this many times smaller
+# (relative to the weights) than the other layers': the layer barely learns.
+WIDE_WEIGHT_RMS = 2.0  # weight RMS at the first record
+WIDE_WEIGHTS_STILL = 10.0  # the other layers' median update ratio / the layer's
 
 # A layer whose gradient norm is exactly 0 in this share of records gets no
 # learning signal. Not 100%: one record may fall on a batch that happens to
@@ -137,15 +143,52 @@ def _early_rows(usable):
     return usable & early
 
 
-def detect_vanishing_gradients(ctx):
-    """The first layers get gradients orders of magnitude smaller than the last."""
+def _past_underflow(ctx, found):
+    """`found` with its first layer moved to the first that gets a gradient, when the layers
+    before it get exactly zero at the bottom of a chain that shrinks by orders of magnitude
+    toward them: the gradient vanished below what float32 holds (it underflowed to 0)
+    rather than being cut off. None otherwise."""
+    series, labels, first, last, g_first, g_last = found
+    columns = _weight_layer_columns(ctx, labels)
+    values = series.values
+    for position, column in enumerate(columns[1:-1], start=1):
+        g = values[:, column]
+        usable = (g > 0) & (g_last > 0)
+        if usable.sum() < VANISHING_EARLY_RECORDS:
+            continue
+        zero_below = all(np.nanmedian(values[:, c]) == 0 for c in columns[:position])
+        ratio = float(np.nanmedian(g[usable] / g_last[usable]))
+        if zero_below and ratio < VANISHING_RATIO**2:
+            return series, labels, column, last, g, g_last
+        return None
+    return None
+
+
+def _vanishing_chain(ctx):
+    """(found, usable records, the first layer where the gradient underflowed or None), or
+    None when no layer pair can be compared."""
     found = _first_and_last(ctx)
     if found is None:
         return None
-    series, labels, first, last, g_first, g_last = found
+    g_first, g_last = found[4], found[5]
     usable = (g_first > 0) & (g_last > 0)
-    if usable.sum() == 0:
-        return None  # exactly zero is `zero_gradient`, not vanishing
+    if usable.sum():
+        return found, usable, None
+    # Exactly zero is `zero_gradient`, not vanishing, unless it is where a vanishing chain
+    # underflowed.
+    moved = _past_underflow(ctx, found)
+    if moved is None:
+        return None
+    return moved, (moved[4] > 0) & (moved[5] > 0), found[1][found[2]]
+
+
+def detect_vanishing_gradients(ctx):
+    """The first layers get gradients orders of magnitude smaller than the last."""
+    chain_found = _vanishing_chain(ctx)
+    if chain_found is None:
+        return None
+    found, usable, underflowed = chain_found
+    series, labels, first, last, g_first, g_last = found
     first_norm, last_norm, ratio, first_rms = _vanishing_medians(ctx, found, usable)
     ratio_bar = ctx.threshold(VANISHING_RATIO, VANISHING_RATIO_STUCK)
     by_ratio = ratio < ratio_bar and first_norm < ctx.threshold(
@@ -178,6 +221,11 @@ def detect_vanishing_gradients(ctx):
     )
     if early is not None:
         explanation += " Later in the run the gap closed: the finding held over its first third."
+    if underflowed is not None:
+        explanation += (
+            " The layers before it, from %s, get exactly zero: the gradient shrank below what"
+            " float32 can hold on its way down." % underflowed
+        )
     chain = [
         "%s %s" % (labels[i], fmt(np.nanmedian(series.values[:, i])))
         for i in _weight_layer_columns(ctx, labels)
@@ -202,6 +250,7 @@ def detect_vanishing_gradients(ctx):
         layers=[labels[i] for i in _weight_layer_columns(ctx, labels)[:-1]],
         evidence={
             "series": [metadata.tag(metadata.GRAD_NORM)],
+            "underflowed_from": underflowed,
             "first_layer": labels[first],
             "last_layer": labels[last],
             "first_norm": first_norm,
@@ -264,6 +313,63 @@ def _wide_from_the_start(ctx):
         return None
     std, label = max(wide)
     return label, std, first_loss / chance
+
+
+def _median_moving(column):
+    moving = column[np.isfinite(column) & (column > 0)]
+    return float(np.median(moving)) if len(moving) else None
+
+
+def _too_wide_weights(ctx):
+    """([(layer, weight RMS, its update ratio)], the other layers' update ratio) of layers
+    initialized wider than WIDE_WEIGHT_RMS whose steps stay WIDE_WEIGHTS_STILL times
+    smaller than the other layers', or None."""
+    norms, updates = ctx.vector(metadata.WEIGHT_NORM), ctx.vector(metadata.UPDATE_RATIO)
+    if norms is None or updates is None or not ctx.has_config:
+        return None
+    ratios = dict(
+        zip(
+            updates.labels,
+            (_median_moving(updates.values[:, i]) for i in range(len(updates.labels))),
+        )
+    )
+    wide = []
+    for i, label in enumerate(norms.labels):
+        layer = ctx.config.layer(label) or ctx.config.layer(label.split("/")[-1]) or {}
+        params = layer.get("params")
+        activation = str(layer.get("activation") or "").lower()
+        if layer.get("class") in _NORMALIZATION_CLASSES or activation in metadata.SATURATING:
+            continue
+        if not isinstance(params, int) or params <= 0 or ratios.get(label) is None:
+            continue
+        rms = float(norms.values[0, i]) / np.sqrt(params)
+        if rms > WIDE_WEIGHT_RMS:
+            wide.append((label, rms, ratios[label]))
+    others = [
+        r for label, r in ratios.items() if r is not None and label not in {w[0] for w in wide}
+    ]
+    if not wide or not others:
+        return None
+    others_ratio = float(np.median(others))
+    wide = [w for w in wide if w[2] * WIDE_WEIGHTS_STILL < others_ratio]
+    return (wide, others_ratio) if wide else None
+
+
+def _wide_weights_words(found):
+    wide, others_ratio = found
+    return (
+        "at the first record the weights of %s have a root mean square of %s, beyond what"
+        " Glorot or He initialization gives any layer (about 1 at most), and each step moves"
+        " them by a median %s of their norm against %s in the other layers: they are too"
+        " large for the steps to change them (where a normalization follows, the forward"
+        " pass ignores their scale, and the effective learning rate falls with its square)"
+        % (
+            ", ".join(label for label, _, _ in wide[:4]),
+            ", ".join(fmt(rms) for _, rms, _ in wide[:4]),
+            fmt(float(np.median([r for _, _, r in wide]))),
+            fmt(others_ratio),
+        )
+    )
 
 
 def _first_nonfinite_gradient_step(ctx):
@@ -337,9 +443,14 @@ def _wide_words(ctx, series, wide):
     )
 
 
-def _exploding_title(blowup, huge_initial_norm, depth_ratio, growth, wide=None):
+def _exploding_title(blowup, huge_initial_norm, depth_ratio, growth, wide=None, weights=None):
     """What the title names: the first-record evidence before what came later."""
     across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
+    if weights is not None and blowup is None and wide is None and not across_depth:
+        return "layer %s's weights start at RMS %s and barely move" % (
+            weights[0][0][0],
+            fmt(weights[0][0][1]),
+        )
     if blowup is not None and not across_depth:
         return "the signal grows %s at layer %s from the first record" % (
             fmt_ratio(blowup[2]),
@@ -357,88 +468,143 @@ def _exploding_title(blowup, huge_initial_norm, depth_ratio, growth, wide=None):
     return "%s growth during training" % fmt_ratio(growth)
 
 
-def detect_exploding_gradients(ctx):
-    """Gradients far larger toward the input, or growing by orders of magnitude."""
+def _exploding_evidence(ctx):
+    """What says gradients explode or weights start too wide, as a dict, or None."""
     found = _first_and_last(ctx)
     series, values, labels = _norm_matrix(ctx)
     if series is None:
         return None
-    first_nonfinite_step = _first_nonfinite_gradient_step(ctx)
-    depth_ratio = _early_depth_ratio(found)
     total = _total_norm(values)
     growth, peak_step, early_norm = _growth_over_time(series, total)
-    across_depth = depth_ratio is not None and depth_ratio > EXPLODING_RATIO
-    over_time = growth is not None and growth > ctx.threshold(
-        EXPLODING_GROWTH, EXPLODING_GROWTH_STUCK
-    )
+    depth_ratio = _early_depth_ratio(found)
     initial_norm = float(total[0]) if len(total) else None
-    huge_at_init = initial_norm is not None and not (initial_norm <= EXPLODING_NORM_AT_INIT)
     blowup = _forward_blowup(ctx)
-    wide = None if blowup is not None else _wide_from_the_start(ctx)
-    if not (across_depth or over_time or huge_at_init or blowup or wide):
+    e = {
+        "series": series,
+        "labels": labels,
+        "found": found,
+        "total": total,
+        "growth": growth,
+        "peak_step": peak_step,
+        "early_norm": early_norm,
+        "depth_ratio": depth_ratio,
+        "initial_norm": initial_norm,
+        "across_depth": depth_ratio is not None and depth_ratio > EXPLODING_RATIO,
+        "over_time": growth is not None
+        and growth > ctx.threshold(EXPLODING_GROWTH, EXPLODING_GROWTH_STUCK),
+        "huge_at_init": initial_norm is not None and not (initial_norm <= EXPLODING_NORM_AT_INIT),
+        "blowup": blowup,
+        "wide": None if blowup is not None else _wide_from_the_start(ctx),
+        "wide_weights": _too_wide_weights(ctx),
+    }
+    # Gradients measured large, or only weights (and the signal) too wide from the start.
+    e["measured"] = bool(e["across_depth"] or e["over_time"] or e["huge_at_init"] or blowup)
+    if not (e["measured"] or e["wide"] or e["wide_weights"]):
         return None
+    return e
+
+
+def _exploding_parts(ctx, e):
+    series, labels, found = e["series"], e["labels"], e["found"]
     parts = []
-    if blowup is not None:
-        parts.append(_blowup_words(ctx, series, blowup))
-    if wide is not None:
-        parts.append(_wide_words(ctx, series, wide))
-    if huge_at_init:
+    if e["blowup"] is not None:
+        parts.append(_blowup_words(ctx, series, e["blowup"]))
+    if e["wide"] is not None:
+        parts.append(_wide_words(ctx, series, e["wide"]))
+    if e["wide_weights"] is not None:
+        parts.append(_wide_weights_words(e["wide_weights"]))
+    if e["huge_at_init"]:
         parts.append(
             "at the first record (step %d) the total gradient norm is already %s"
-            % (int(series.steps[0]), fmt(initial_norm))
+            % (int(series.steps[0]), fmt(e["initial_norm"]))
         )
-    first_label = labels[found[2]] if found is not None else None
-    if across_depth:
+    if e["across_depth"]:
         parts.append(
             "from the first records, the first layer's (%s) gradient norm is %s the last"
-            " layer's (%s)" % (first_label, fmt_ratio(depth_ratio), labels[found[3]])
+            " layer's (%s)" % (labels[found[2]], fmt_ratio(e["depth_ratio"]), labels[found[3]])
         )
-    if over_time:
+    if e["over_time"]:
+        total = e["total"]
         parts.append(
             "the total gradient norm grew %s from %s early on to %s at step %d"
             % (
-                fmt_ratio(growth),
-                fmt(early_norm),
+                fmt_ratio(e["growth"]),
+                fmt(e["early_norm"]),
                 fmt(np.nanmax(total[np.isfinite(total)])),
-                peak_step,
+                e["peak_step"],
             )
         )
-    explanation = "Gradients explode: " + "; ".join(parts) + "."
+    return parts
+
+
+def _exploding_layers(e):
+    if e["across_depth"]:
+        return [e["labels"][e["found"][2]]]
+    if e["blowup"]:
+        return [e["blowup"][1]]
+    if e["wide"]:
+        return [e["wide"][0]]
+    if e["wide_weights"]:
+        return [w[0] for w in e["wide_weights"][0]]
+    return []
+
+
+def detect_exploding_gradients(ctx):
+    """Gradients far larger toward the input, or growing by orders of magnitude; or weights
+    initialized too wide, seen in the signal or in steps too small for them."""
+    e = _exploding_evidence(ctx)
+    if e is None:
+        return None
+    series, measured = e["series"], e["measured"]
+    first_nonfinite_step = _first_nonfinite_gradient_step(ctx)
+    explanation = (
+        ("Gradients explode: " if measured else "The weights are initialized too wide: ")
+        + "; ".join(_exploding_parts(ctx, e))
+        + "."
+    )
     if first_nonfinite_step is not None:
         explanation += " Gradients turned NaN/Inf at step %d." % first_nonfinite_step
-    explanation += " Each update then overshoots, so the loss cannot settle."
+    if measured:
+        explanation += " Each update then overshoots, so the loss cannot settle."
     what = _exploding_title(
-        blowup, initial_norm if huge_at_init else None, depth_ratio, growth, wide
+        e["blowup"],
+        e["initial_norm"] if e["huge_at_init"] else None,
+        e["depth_ratio"],
+        e["growth"],
+        e["wide"],
+        e["wide_weights"],
     )
-    at_init = bool(across_depth or huge_at_init or blowup or wide)
+    at_init = bool(
+        e["across_depth"] or e["huge_at_init"] or e["blowup"] or e["wide"] or e["wide_weights"]
+    )
+    wide, wide_weights = e["wide"], e["wide_weights"]
     return Finding(
         cause=causes.EXPLODING_GRADIENTS,
         severity=causes.CRITICAL if first_nonfinite_step is not None else causes.WARNING,
-        confidence=0.85 if across_depth and over_time else 0.7,
-        title="Gradients explode (%s)" % what,
+        confidence=0.85 if e["across_depth"] and e["over_time"] else 0.7,
+        title=("Gradients explode (%s)" if measured else "Weights initialized too wide (%s)")
+        % what,
         explanation=explanation,
-        first_step=int(series.steps[0]) if at_init else peak_step,
-        layers=[first_label]
-        if across_depth
-        else [blowup[1]]
-        if blowup
-        else [wide[0]]
-        if wide
-        else [],
+        first_step=int(series.steps[0]) if at_init else e["peak_step"],
+        layers=_exploding_layers(e),
         evidence={
             "series": [metadata.tag(metadata.GRAD_NORM)],
-            "depth_ratio": depth_ratio,
-            "growth": growth,
+            "depth_ratio": e["depth_ratio"],
+            "growth": e["growth"],
             "at_init": at_init,
-            "initial_norm": initial_norm,
-            "forward_growth": None if blowup is None else blowup[2],
+            "initial_norm": e["initial_norm"],
+            "forward_growth": None if e["blowup"] is None else e["blowup"][2],
             "wide_signal": None if wide is None else {"layer": wide[0], "std": wide[1]},
             "first_loss_over_chance": None if wide is None else wide[2],
+            "wide_weights": None
+            if wide_weights is None
+            else {label: rms for label, rms, _ in wide_weights[0]},
             "nonfinite_step": first_nonfinite_step,
             "thresholds": {
                 "depth_ratio": EXPLODING_RATIO,
                 "growth": EXPLODING_GROWTH,
                 "forward_growth": FORWARD_GROWTH,
+                "weight_rms": WIDE_WEIGHT_RMS,
             },
         },
     )

@@ -101,16 +101,38 @@ def _large_weights_of(exploding, saturated):
 _PARTLY_DEAD_LEAVES = (c.ZERO_GRADIENT, c.LR_TOO_LOW, c.NOT_CONVERGED)
 
 
+def _rate_jump(finding):
+    """The step at which a learning rate jumped (a schedule's, a callback's), or None."""
+    return finding.evidence.get("spike_step") if finding.cause == c.LR_TOO_HIGH else None
+
+
 def _pair_evidence(root, symptom):
     """True/False where what the labels, the units or the first record show decides the
     pair, else None."""
     decided = _labels_and_units(root, symptom)
     if decided is not None:
         return decided
+    # A rate set from outside the network (a schedule, a callback) that jumped is the root
+    # of what the network does from that step on, gradients that grow included.
+    if _rate_jump(root) is not None and symptom.first_step is not None:
+        if not _at_init(symptom) and symptom.first_step >= _rate_jump(root):
+            return True
+    if _rate_jump(symptom) is not None and root.first_step is not None:
+        if not _at_init(root) and root.first_step >= _rate_jump(symptom):
+            return False
     if _at_init(root) and _at_init(symptom):
         return _first_record(root, symptom)
     if (root.cause, symptom.cause) == (c.VANISHING_GRADIENTS, c.DEAD_RELU):
-        return False  # fading gradients leave units dead only at the first record
+        # Fading gradients leave units dead at the first record; after it, only a signal
+        # collapsed from the first record that never recovered does: the units' signs are
+        # left to their biases, and they die as the biases move.
+        return (
+            _at_init(root)
+            and root.evidence.get("until_step") is None
+            and not blocks_signal(symptom, at_first_record=True)
+        )
+    if (root.cause, symptom.cause) == (c.VANISHING_GRADIENTS, c.ZERO_GRADIENT):
+        return bool(root.evidence.get("underflowed_from"))  # the zeros are where it underflowed
     return None
 
 
