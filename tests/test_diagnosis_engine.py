@@ -515,6 +515,90 @@ def test_steps_that_shrank_after_healthy_first_steps_are_not_a_too_low_rate():
     assert "lr_too_low" in causes_found[1]
 
 
+def test_gradients_that_underflow_to_zero_at_the_bottom_of_a_vanishing_chain_vanished():
+    """A deep ReLU stack initialized 100x too narrow: each layer's gradient is 1,000x the
+    one before, and the two first get exactly 0 (below what float32 holds). That is a
+    gradient vanishing, not layers cut off from the loss; the zeros stand under it."""
+    labels = ["d%d" % i for i in range(8)]
+    row = [0.0, 0.0] + [10.0 ** (-3 * (7 - i)) for i in range(2, 8)]
+    config = _relu_config(units=(16,) * 7, classes=3)
+    run = _run(
+        _decaying(n=30, start=1.1, floor=1.09),
+        config=config,
+        vectors={metadata.GRAD_NORM: _vector([row] * 30, labels)},
+    )
+    run.vectors[metadata.GRAD_ZERO_COUNT] = _vector(
+        [[16.0 * 17, 16.0 * 17] + [0.0] * 6] * 30, labels, sizes=[16 * 17] * 8
+    )
+    findings = diagnosis.diagnose(run)
+    vanishing = next(f for f in findings if f.cause == "vanishing_gradients")
+    assert vanishing.evidence["underflowed_from"] == "d0"
+    assert findings[0].cause == "vanishing_gradients"
+    for finding in findings:
+        if finding.cause == "zero_gradient":
+            assert finding.explained_by == "vanishing_gradients"
+
+
+def test_a_rate_jump_is_the_root_of_gradients_that_grow_from_the_same_step():
+    """Gradients grow 20,000x from step 145, where the schedule multiplied the rate by 500:
+    the same step, and the rate, set from outside the network, is the root."""
+    jump = _f("lr_too_high", first_step=145, spike_step=145)
+    growth = _f("exploding_gradients", first_step=145, growth=2e4, at_init=False)
+    ranked = ranking.rank([growth, jump])
+    assert [f.cause for f in ranked] == ["lr_too_high", "exploding_gradients"]
+    assert ranked[1].explained_by == "lr_too_high"
+
+
+def test_a_steady_gap_to_a_harder_validation_split_does_not_hide_a_bottleneck():
+    """A one-unit layer: training loss flat at 0.65 of a 1.1 chance level, validation flat
+    at 0.80 all along (a steady 22% above): too small. The same gap opening up as the
+    training loss keeps falling is a model fitting its samples, not a bottleneck."""
+    config = {
+        "layers": [
+            {"name": "d0", "class": "Dense", "units": 64, "activation": "relu", "params": 576},
+            {"name": "d1", "class": "Dense", "units": 1, "activation": None, "params": 65},
+            {"name": "out", "class": "Dense", "units": 3, "activation": None, "params": 6},
+        ],
+        "loss": {"name": "mean_squared_error"},
+        "batch_size": 32,
+        "data": {"labels": [{"shape": [32, 3], "mean": 0.0, "std": 1.05}]},
+    }
+    epochs = np.arange(1, 13) * 30
+    train = np.array(
+        [0.82, 0.69, 0.67, 0.666, 0.662, 0.66, 0.657, 0.655, 0.654, 0.653, 0.651, 0.65]
+    )
+    run = _run(np.repeat(train, 3)[:36], config=config)
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train)
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train * 1.22)
+    assert _top(run) == "insufficient_capacity"
+    widening = train * np.linspace(1.05, 1.3, 12)
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, widening)
+    assert "insufficient_capacity" not in [f.cause for f in diagnosis.diagnose(run)]
+
+
+def test_weights_too_wide_behind_a_normalization_are_named_by_their_tiny_steps():
+    """Dense layers before BatchNormalization start at weight RMS 10: the forward pass
+    ignores their scale, but their steps are 100x smaller (relative) than the other layers':
+    initialized too wide. The same RMS with steps like the others' is not named."""
+    config = _relu_config(units=(64,), classes=3)
+    config["layers"][0]["params"] = 12 * 64
+    config["layers"].insert(
+        1, {"name": "bn", "class": "BatchNormalization", "params": 256, "activation": None}
+    )
+    config["layers"][-1]["params"] = 64 * 3 + 3
+    labels = ["d0", "bn", "out"]
+    norms = _vector([[10.0 * np.sqrt(768), 8.0, 3.0]] * 20, labels)
+    slow = _vector([[1e-5, 1e-3, 2e-3]] * 20, labels)
+    grads = _vector([[0.1, 0.1, 0.1]] * 20, labels)
+    vectors = {metadata.WEIGHT_NORM: norms, metadata.UPDATE_RATIO: slow, metadata.GRAD_NORM: grads}
+    run = _run(_decaying(n=20, start=1.1, floor=0.9, rate=0.05), config=config, vectors=vectors)
+    finding = next(f for f in diagnosis.diagnose(run) if f.cause == "exploding_gradients")
+    assert finding.layers == ["d0"] and "initialized too wide" in finding.title
+    vectors[metadata.UPDATE_RATIO] = _vector([[1e-3, 1e-3, 2e-3]] * 20, labels)
+    run = _run(_decaying(n=20, start=1.1, floor=0.9, rate=0.05), config=config, vectors=vectors)
+    assert "exploding_gradients" not in [f.cause for f in diagnosis.diagnose(run)]
+
+
 def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
     """One unit before a 4-class output can separate two classes at most: named while the
     loss still creeps down far above a good fit. A one-unit layer off the path (an attention
