@@ -378,14 +378,21 @@ def _dense_stack(x, params, depth=None):
 
 def _conv_bn(x, params, conv_class, filters, size):
     """Convolution without bias -> BatchNormalization -> activation, as CNNs usually stack them."""
+    return _normalized(conv_class(filters, size, **_unbiased(params))(x), params)
+
+
+def _unbiased(params):
+    """A Dense/Conv layer's arguments before a normalization: no bias, the kernel hooks."""
+    return {
+        "use_bias": False,
+        "kernel_initializer": _kernel_initializer(params),
+        "kernel_regularizer": _regularizer(params),
+    }
+
+
+def _normalized(x, params):
+    """BatchNormalization (with the hooks) -> activation -> dropout."""
     keras = _keras()
-    x = conv_class(
-        filters,
-        size,
-        use_bias=False,
-        kernel_initializer=_kernel_initializer(params),
-        kernel_regularizer=_regularizer(params),
-    )(x)
     # momentum 0.9: the moving statistics catch up within the ~200 steps of a base's run
     # (Keras' default 0.99 would leave validation with stale statistics).
     x = keras.layers.BatchNormalization(
@@ -585,18 +592,7 @@ def bn_mlp_model(params, input_shape, out_units, widths=(64, 64, 32)):
     inputs = keras.Input(input_shape)
     x = inputs
     for width in widths:
-        x = keras.layers.Dense(
-            width,
-            use_bias=False,
-            kernel_initializer=_kernel_initializer(params),
-            kernel_regularizer=_regularizer(params),
-        )(x)
-        x = keras.layers.BatchNormalization(
-            momentum=0.9,
-            beta_initializer=keras.initializers.Constant(params["bias_init"]),
-            trainable=not params["batchnorm_frozen"],
-        )(x)
-        x = _dropout(keras.layers.Activation(params["hidden_activation"])(x), params)
+        x = _normalized(keras.layers.Dense(width, **_unbiased(params))(x), params)
     return keras.Model(inputs, _output(_dense_stack(x, params), params, out_units))
 
 
