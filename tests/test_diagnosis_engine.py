@@ -599,6 +599,20 @@ def test_weights_too_wide_behind_a_normalization_are_named_by_their_tiny_steps()
     assert "exploding_gradients" not in [f.cause for f in diagnosis.diagnose(run)]
 
 
+def test_a_partly_dead_layer_is_not_named_within_the_first_epoch():
+    """Live, 20 steps into a 50-step first epoch: a head layer 60% off (it reads pooled
+    non-negative features) may still come back and is not named yet; a layer 100% dead
+    is named at once."""
+    config = dict(_relu_config(units=(16,)), steps_per_epoch=50, epochs=10)
+    findings = {}
+    for fraction in (0.6, 1.0):
+        dead = _vector([[fraction, 0.0]] * 5, ["d0", "out"], every=5, activations=["relu", None])
+        run = _run(np.full(5, 1.1), config=config, vectors={metadata.ACT_DEAD_FRACTION: dead})
+        run.scalars[metadata.BATCH_LOSS] = _series(np.full(5, 1.1), every=5)
+        findings[fraction] = [f.cause for f in diagnosis.diagnose(run, live=True)]
+    assert "dead_relu" not in findings[0.6] and "dead_relu" in findings[1.0]
+
+
 def test_a_layer_narrower_than_the_classes_is_too_small_however_the_curve_goes():
     """One unit before a 4-class output can separate two classes at most: named while the
     loss still creeps down far above a good fit. A one-unit layer off the path (an attention

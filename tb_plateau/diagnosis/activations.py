@@ -83,6 +83,10 @@ def detect_dead_relu(ctx):
     if not flagged:
         return None
     worst = max(flagged, key=lambda i: late[i])
+    if ctx.too_early and late[worst] < DEAD_LAYER_CRITICAL:
+        # Within the first epoch a partly dead layer is still changing: units whose
+        # inputs still move come back. A layer all but entirely dead is named at once.
+        return None
     onset_level = max(bar, DEAD_ONSET_SHARE * float(late[worst]))
     onset_rows = np.flatnonzero(series.values[:, worst] >= onset_level)
     onset_step = int(series.steps[onset_rows[0]]) if len(onset_rows) else None
