@@ -708,6 +708,20 @@ def test_a_loss_still_falling_steeply_onto_chance_level_is_not_converged_not_stu
         epochs, np.array([chance + 0.01, chance, chance + 0.005])
     )
     assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
+    # Live, two epochs into a longer run: still at chance, but the validation loss fell
+    # 6% in the second epoch; labels without signal would not do that.
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs[:2], np.array([1.101, 1.068]))
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs[:2], np.array([1.094, 1.024])
+    )
+    run.config["epochs"] = 10
+    run.scalars[metadata.BATCH_LOSS] = _series(np.linspace(1.1, 1.07, 10), every=10)
+    assert "no_signal" not in [f.cause for f in diagnosis.diagnose(run, live=True)]
+    # The same two epochs with a validation loss that stays put: at chance, named.
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs[:2], np.array([1.094, 1.09])
+    )
+    assert "no_signal" in [f.cause for f in diagnosis.diagnose(run, live=True)]
 
 
 def test_a_layer_spreading_wide_at_the_first_record_with_the_loss_far_above_chance():

@@ -139,8 +139,9 @@ class RunContext:
     @property
     def descending_to_chance(self):
         """True when both losses are still no better than chance level but on their way
-        down: both fell steeply in the last epoch, or, in a run of SHORT_RUN_EPOCHS or
-        fewer, both fell at every epoch (the validation loss to its lowest). The run stopped
+        down: both fell steeply in the last epoch (after two epochs: the validation loss
+        did), or, in a run of SHORT_RUN_EPOCHS or fewer, both fell at every epoch (the
+        validation loss to its lowest). The run stopped
         before it learned anything beyond the label distribution (or the mean). Labels
         without signal cannot lower the validation loss: training on them may fall (by
         memorizing), validation does not follow."""
@@ -149,10 +150,18 @@ class RunContext:
             return False
         val = np.asarray(self.val.values, float)
         train = np.asarray(self.epoch_train.values, float)
-        if len(val) < 3 or not np.isfinite(val).all() or val[-1] > np.nanmin(val):
+        if len(val) < 2 or not np.isfinite(val).all() or val[-1] > np.nanmin(val):
             return False
         if val[-1] <= STUCK_CHANCE_SHARE * chance:
             return False
+        if len(val) == 2 or len(train) == 2:
+            # Two evaluations: each one ends an epoch, so the second's steep fall is the
+            # descent itself (the training loss's first epoch mean is not comparable).
+            return bool(
+                len(train) >= 2
+                and train[-1] < train[-2]
+                and val[-2] - val[-1] >= STEEP_EPOCH_DROP * val[-2]
+            )
         if self.falling_steeply and falls_steeply(val):
             return True
         return bool(
