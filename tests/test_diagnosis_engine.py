@@ -657,6 +657,23 @@ def test_a_short_run_still_falling_at_its_pace_is_not_converged_not_stuck():
     assert findings[0].cause == "not_converged"
 
 
+def test_a_short_run_slowing_down_but_still_falling_steeply_is_not_converged():
+    """Four epochs slowing down as every curve does after its first ones, but the last still
+    took 11% off the training loss and 8% off the validation loss: far from levelled off.
+    The same run whose validation loss moved 1% in the last epoch has levelled."""
+    run = _run(_decaying(n=20, start=1.1, floor=0.38, rate=0.15), config=_relu_config())
+    epochs = np.array([50, 100, 150, 200])
+    run.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, np.array([1.0, 0.6, 0.45, 0.4]))
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, np.array([0.8, 0.55, 0.47, 0.43])
+    )
+    assert _top(run) == "not_converged"
+    run.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(
+        epochs, np.array([0.8, 0.55, 0.44, 0.435])
+    )
+    assert "not_converged" not in [f.cause for f in diagnosis.diagnose(run)]
+
+
 def test_a_short_run_leaving_its_plateau_at_chance_is_not_converged_not_labels():
     """Three epochs at chance level, each lower by more than the last (train and
     validation): the run was stopped as it left its first plateau."""

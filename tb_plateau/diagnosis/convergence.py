@@ -8,7 +8,12 @@ without tb_plateau; the configuration record names the narrow layer.
 import numpy as np
 
 from tb_plateau.diagnosis import causes
-from tb_plateau.diagnosis.context import SHORT_RUN_EPOCHS, TRAIN_VAL_GAP
+from tb_plateau.diagnosis.context import (
+    SHORT_RUN_EPOCHS,
+    STEEP_EPOCH_DROP,
+    TRAIN_VAL_GAP,
+    falls_steeply,
+)
 from tb_plateau.diagnosis.finding import Finding, fmt, percent
 from tb_plateau.diagnosis.loss_curve import FLAT_PROGRESS, chance_of, curve_only_note, evidence_tags
 
@@ -74,7 +79,7 @@ def _epoch_still_falling(ctx):
     # epochs is noisier), provided the validation loss ends at its lowest too.
     train = None if ctx.epoch_train is None else np.asarray(ctx.epoch_train.values, float)
     val = None if ctx.val is None else np.asarray(ctx.val.values, float)
-    if train is not None and (ctx.accelerating or _short_run_still_falling(train)):
+    if train is not None and (ctx.accelerating or _short_run_still_falling(train, val)):
         if val is None or not len(val) or val[-1] <= np.nanmin(val):
             return "training", train
     return None
@@ -102,19 +107,28 @@ def _epochs_still_falling(values):
     )
 
 
-def _short_run_still_falling(values):
-    """A run of a few epochs, each lower than the last, the last keeping the average pace.
+def _short_run_still_falling(values, val=None):
+    """A run of a few epochs, each lower than the last, the last keeping the average pace,
+    or the last lowering the loss (and the validation loss) steeply.
 
     Over so few epochs a curve cannot have levelled off by much; its pace is
-    the evidence: a levelling curve falls less and less per epoch.
+    the evidence: a levelling curve falls less and less per epoch. Every curve
+    slows down after its first epochs, though: one whose last epoch still took
+    STEEP_EPOCH_DROP off both losses has not levelled off either.
     """
     if not 3 <= len(values) <= SHORT_RUN_EPOCHS or not (np.diff(values) < 0).all():
         return False
     fall = values[0] - values[-1]
     last = values[-2] - values[-1]
+    if fall < NOT_CONVERGED_MIN_PROGRESS * values[0]:
+        return False
+    if last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1):
+        return True
     return bool(
-        fall >= NOT_CONVERGED_MIN_PROGRESS * values[0]
-        and last >= NOT_CONVERGED_EPOCH_PACE * fall / (len(values) - 1)
+        val is not None
+        and len(val) >= 2
+        and falls_steeply(values)
+        and val[-2] - val[-1] >= STEEP_EPOCH_DROP * val[-2]
     )
 
 
