@@ -1,6 +1,6 @@
 """A fault-injection corpus: how well the diagnosis names causes on trainings it was not tuned on.
 
-Twenty-six small healthy base trainings (`bases`) of different kinds are each broken by fault
+Twenty-seven small healthy base trainings (`bases`) of different kinds are each broken by fault
 operators taken from published catalogues of real deep-learning faults (`operators`: DeepCrime's
 mutation operators, DeepFD's and AutoTrainer's fault classes), every operator with the cause it
 should be diagnosed as. `run` trains the corpus into event files and scores the diagnosis on it:

@@ -341,6 +341,19 @@ def six_class_tabular(rng, n=2500):
     return x.astype("float32"), _noisy_labels(rng, y, 6)
 
 
+def knot_points(rng, n=1200):
+    """Twenty features that are smooth functions of a point on a trefoil knot and two more
+    uniform coordinates (three hidden dimensions), with a little noise (no labels:
+    reconstruction)."""
+    t = rng.uniform(0, 2 * np.pi, n)
+    knot = np.column_stack(
+        [np.sin(t) + 2 * np.sin(2 * t), np.cos(t) - 2 * np.cos(2 * t), -np.sin(3 * t)]
+    )
+    hidden = np.column_stack([knot / 2, rng.uniform(-1, 1, size=(n, 2))])
+    x = np.tanh(hidden @ rng.normal(size=(5, 20))) + rng.normal(0, 0.05, size=(n, 20))
+    return _standardized(x), None
+
+
 # ----------------------------------------------------------------- layers with the hooks
 
 

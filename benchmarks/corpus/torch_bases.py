@@ -204,6 +204,23 @@ def residual_mlp_model(params, input_shape, out_units, width=32, blocks=2):
     )
 
 
+def autoencoder_model(params, input_shape, out_units, code_width=6):
+    """Encoder stack -> linear code -> decoder stack -> linear output (the non-differentiable
+    op, when set, sits on the code)."""
+    nn = _torch().nn
+    width_in = int(np.prod(input_shape))
+    encoder, width = _dense_stack(width_in, params)
+    code = params["bottleneck"] or code_width
+    layers = [*encoder, nn.Linear(width, code)]
+    if params["non_differentiable"]:
+        layers.append(_non_differentiable_module(params["non_differentiable"]))
+    decoder, width = _dense_stack(code, params)
+    layers += [*decoder, nn.Linear(width, out_units)]
+    if params["output_activation"] == "sigmoid":
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
 BASES = [
     bases.Base(
         "torch_mlp",
@@ -268,6 +285,17 @@ BASES = [
             "batch_size": 64,
         },
         classes=10,
+        framework="torch",
+    ),
+    bases.Base(
+        "torch_ae_knots",
+        "dev",
+        "PyTorch ReLU dense autoencoder 20-48-6-48-20 of points on a knotted 3-D curve and"
+        " plane seen through 20 features (MSE, Adam)",
+        bases.RECONSTRUCTION,
+        bases.knot_points,
+        autoencoder_model,
+        {"head_width": 48, "learning_rate": 3e-3, "epochs": 12},
         framework="torch",
     ),
 ]
