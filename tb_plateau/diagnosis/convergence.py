@@ -402,15 +402,17 @@ def _too_narrow_finding(ctx, level, chance, narrow):
         title="Layer %s (%d unit%s) is too narrow for %d classes"
         % (name, units, "s" * (units > 1), classes),
         explanation=(
-            "Hidden layer %s has %d unit%s, but telling %d classes apart takes at least %d"
-            " directions before the output: whatever the weights, the model cannot separate"
-            " them all. The loss ended at %s, %s of the chance level %s."
+            "Hidden layer %s has %d unit%s, but telling %d classes apart takes %d directions"
+            " before the output in general: through it, the model can only separate classes"
+            " that happen to lie in order along %s. The loss ended at %s, %s of the chance"
+            " level %s."
             % (
                 name,
                 units,
                 "s" * (units > 1),
                 classes,
                 classes - 1,
+                "one direction" if units == 1 else "%d directions" % units,
                 fmt(level),
                 percent(level / chance),
                 fmt(chance),
