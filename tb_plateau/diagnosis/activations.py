@@ -154,23 +154,31 @@ SATURATING_WEIGHT_RMS = 2.0
 FIRST_STEP_UPDATE_RATIO = 0.1
 
 
-def _too_wide_saturating_layers(ctx):
-    """[(layer, weight RMS)] of sigmoid/tanh layers initialized wider than Glorot allows."""
+def initial_weight_rms(ctx):
+    """[(label, layer, RMS of its weights at the first record)] of the recorded layers whose
+    parameter count the configuration gives."""
     norms = ctx.vector(metadata.WEIGHT_NORM)
     if norms is None or not ctx.has_config:
         return []
+    found = []
+    for i, label in enumerate(norms.labels):
+        layer = ctx.config.layer_for_label(label) or {}
+        params = layer.get("params")
+        if isinstance(params, int) and params > 0:
+            found.append((label, layer, float(norms.values[0, i]) / np.sqrt(params)))
+    return found
+
+
+def _too_wide_saturating_layers(ctx):
+    """[(layer, weight RMS)] of sigmoid/tanh layers initialized wider than Glorot allows."""
     updates = ctx.vector(metadata.UPDATE_RATIO)
     moved = {}
     if updates is not None:
         moved = dict(zip(updates.labels, np.nan_to_num(updates.values[0], nan=0.0)))
     found = []
-    for i, label in enumerate(norms.labels):
-        layer = ctx.config.layer(label) or ctx.config.layer(label.split("/")[-1]) or {}
-        activation = str(layer.get("activation") or "").lower()
-        params = layer.get("params")
-        if activation not in SATURATING or not isinstance(params, int) or params <= 0:
+    for label, layer, rms in initial_weight_rms(ctx):
+        if str(layer.get("activation") or "").lower() not in SATURATING:
             continue
-        rms = float(norms.values[0, i]) / np.sqrt(params)
         if rms > SATURATING_WEIGHT_RMS and moved.get(label, 0.0) < FIRST_STEP_UPDATE_RATIO:
             found.append((label, rms))
     return found

@@ -143,6 +143,11 @@ class ConfigView:
         except TypeError:
             return None
 
+    def layer_for_label(self, label):
+        """The layer a recorded series' label names (its name or path, else the last part of
+        a nested label), or None."""
+        return self.layer(label) or self.layer(str(label).split("/")[-1])
+
     @property
     def computing_layers(self):
         """Layers that do arithmetic on their input (not Flatten, Dropout, ...)."""

@@ -249,6 +249,14 @@ def chance_level_loss(config_view):
     return None
 
 
+def moving_median(values):
+    """The median of the finite, positive entries (the layers that moved, in a row of update
+    ratios), or None."""
+    values = np.asarray(values, float)
+    moving = values[np.isfinite(values) & (values > 0)]
+    return float(np.median(moving)) if len(moving) else None
+
+
 def chance_level_uncertainty(config_view):
     """The relative standard error of a squared-error chance level (a sample variance of n
     recorded labels: sqrt(2 / (n - 1)), a quarter for one batch of 32), else 0."""

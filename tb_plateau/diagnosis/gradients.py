@@ -3,7 +3,7 @@
 import numpy as np
 
 from tb_plateau import metadata
-from tb_plateau.diagnosis import activations, causes
+from tb_plateau.diagnosis import activations, causes, curves
 from tb_plateau.diagnosis.finding import Finding, fmt, fmt_ratio, percent
 
 # Vanishing: the first layer's gradient norm is under 1/1,000 of the last
@@ -100,7 +100,7 @@ def _weight_layer_columns(ctx, labels):
     """Columns of layers with kernels (not normalization layers), in model order."""
     columns = []
     for i, label in enumerate(labels):
-        layer = ctx.config.layer(label) or ctx.config.layer(label.split("/")[-1])
+        layer = ctx.config.layer_for_label(label)
         if layer is not None and layer.get("class") in _NORMALIZATION_CLASSES:
             continue
         columns.append(i)
@@ -315,39 +315,26 @@ def _wide_from_the_start(ctx):
     return label, std, first_loss / chance
 
 
-def _median_moving(column):
-    moving = column[np.isfinite(column) & (column > 0)]
-    return float(np.median(moving)) if len(moving) else None
-
-
 def _too_wide_weights(ctx):
     """([(layer, weight RMS, its update ratio)], the other layers' update ratio) of layers
     initialized wider than WIDE_WEIGHT_RMS whose steps stay WIDE_WEIGHTS_STILL times
     smaller than the other layers', or None."""
-    norms, updates = ctx.vector(metadata.WEIGHT_NORM), ctx.vector(metadata.UPDATE_RATIO)
-    if norms is None or updates is None or not ctx.has_config:
+    updates = ctx.vector(metadata.UPDATE_RATIO)
+    if updates is None:
         return None
-    ratios = dict(
-        zip(
-            updates.labels,
-            (_median_moving(updates.values[:, i]) for i in range(len(updates.labels))),
-        )
-    )
+    ratios = {
+        label: curves.moving_median(updates.values[:, i]) for i, label in enumerate(updates.labels)
+    }
     wide = []
-    for i, label in enumerate(norms.labels):
-        layer = ctx.config.layer(label) or ctx.config.layer(label.split("/")[-1]) or {}
-        params = layer.get("params")
-        activation = str(layer.get("activation") or "").lower()
-        if layer.get("class") in _NORMALIZATION_CLASSES or activation in metadata.SATURATING:
+    for label, layer, rms in activations.initial_weight_rms(ctx):
+        if layer.get("class") in _NORMALIZATION_CLASSES:
             continue
-        if not isinstance(params, int) or params <= 0 or ratios.get(label) is None:
+        if str(layer.get("activation") or "").lower() in metadata.SATURATING:
             continue
-        rms = float(norms.values[0, i]) / np.sqrt(params)
-        if rms > WIDE_WEIGHT_RMS:
+        if rms > WIDE_WEIGHT_RMS and ratios.get(label) is not None:
             wide.append((label, rms, ratios[label]))
-    others = [
-        r for label, r in ratios.items() if r is not None and label not in {w[0] for w in wide}
-    ]
+    wide_labels = {label for label, _, _ in wide}
+    others = [r for label, r in ratios.items() if r is not None and label not in wide_labels]
     if not wide or not others:
         return None
     others_ratio = float(np.median(others))

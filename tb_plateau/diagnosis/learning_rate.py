@@ -94,17 +94,11 @@ def _early_update_ratios(ctx):
     series = ctx.vector(metadata.UPDATE_RATIO)
     if series is None:
         return None, None
-    medians = [_moving_median(row) for row in series.values[:EARLY_RECORDS]]
+    medians = [curves.moving_median(row) for row in series.values[:EARLY_RECORDS]]
     medians = [m for m in medians if m is not None]
     if not medians:
         return None, None
     return max(medians), float(np.median(medians))
-
-
-def _moving_median(row):
-    """One record's median update ratio over the layers that moved, or None."""
-    moving = row[np.isfinite(row) & (row > 0)]
-    return float(np.median(moving)) if len(moving) else None
 
 
 def _unrecovered_jump(ctx):
@@ -185,7 +179,7 @@ def _largest_update_between(updates, after, before):
         # The first step at the new rate threw every weight to Inf/NaN: it moved them
         # further than any ratio says.
         return float("inf")
-    moved = [_moving_median(updates.values[j]) for j in rows]
+    moved = [curves.moving_median(updates.values[j]) for j in rows]
     moved = [m for m in moved if m is not None]
     return max(moved) if moved else None
 
@@ -349,7 +343,7 @@ def _too_high_finding(ctx, ratio, ratio_series, early_ratio, symptoms, extreme, 
         too_large = [
             int(step)
             for step, row in zip(ratio_series.steps, ratio_series.values)
-            if (_moving_median(row) or 0.0) > UPDATE_RATIO_HIGH
+            if (curves.moving_median(row) or 0.0) > UPDATE_RATIO_HIGH
         ]
         if too_large and (first_step is None or too_large[0] < first_step):
             first_step = too_large[0]
@@ -488,7 +482,7 @@ def _shrank_with_the_gradient(ctx):
     series = ctx.vector(metadata.UPDATE_RATIO)
     if early is None or early < EARLY_STEPS_HEALTHY:
         return False
-    late = [_moving_median(row) for row in series.values[-max(1, len(series) // 3) :]]
+    late = [curves.moving_median(row) for row in series.values[-max(1, len(series) // 3) :]]
     late = [m for m in late if m is not None]
     if not late:
         return False

@@ -311,9 +311,8 @@ def _memorized_small_set(ctx, values, gap):
     if not ctx.small_training_set or chance is None or chance <= 0:
         return None
     train_tail, val_tail = ctx.train_shape.tail, float(values[-1])
-    if val_tail - train_tail < MEMORIZED_GAP * chance and not _curves_parted(
-        ctx, values, train_tail
-    ):
+    parted = _curves_parted(ctx, values, train_tail)
+    if val_tail - train_tail < MEMORIZED_GAP * chance and not parted:
         return None
     return Finding(
         cause=causes.OVERFITTING,
@@ -336,7 +335,7 @@ def _memorized_small_set(ctx, values, gap):
                 percent((val_tail - train_tail) / chance),
                 fmt(chance),
                 ", no longer following it down over the last %d evaluations" % OVERFIT_PATIENCE
-                if _curves_parted(ctx, values, train_tail)
+                if parted
                 else "",
             )
             + _small_set_words(ctx)
