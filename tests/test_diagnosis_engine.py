@@ -594,6 +594,11 @@ def test_weights_too_wide_behind_a_normalization_are_named_by_their_tiny_steps()
     run = _run(_decaying(n=20, start=1.1, floor=0.9, rate=0.05), config=config, vectors=vectors)
     finding = next(f for f in diagnosis.diagnose(run) if f.cause == "exploding_gradients")
     assert finding.layers == ["d0"] and "initialized too wide" in finding.title
+    # The tab draws what the finding read: the steps and the weights, not gradient norms.
+    assert finding.evidence["series"] == [
+        metadata.tag(metadata.UPDATE_RATIO),
+        metadata.tag(metadata.WEIGHT_NORM),
+    ]
     vectors[metadata.UPDATE_RATIO] = _vector([[1e-3, 1e-3, 2e-3]] * 20, labels)
     run = _run(_decaying(n=20, start=1.1, floor=0.9, rate=0.05), config=config, vectors=vectors)
     assert "exploding_gradients" not in [f.cause for f in diagnosis.diagnose(run)]

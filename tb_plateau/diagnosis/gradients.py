@@ -524,6 +524,17 @@ def _exploding_parts(ctx, e):
     return parts
 
 
+def _exploding_series(e):
+    """The series the finding read, for the tab to draw: the gradient norms where they were
+    measured large, the layers' output spread, the weights and their steps."""
+    names = [metadata.GRAD_NORM] if e["measured"] else []
+    if e["wide"] is not None:
+        names.append(metadata.ACT_STD)
+    if e["wide_weights"] is not None:
+        names += [metadata.UPDATE_RATIO, metadata.WEIGHT_NORM]
+    return [metadata.tag(name) for name in names]
+
+
 def _exploding_layers(e):
     if e["across_depth"]:
         return [e["labels"][e["found"][2]]]
@@ -575,7 +586,7 @@ def detect_exploding_gradients(ctx):
         first_step=int(series.steps[0]) if at_init else e["peak_step"],
         layers=_exploding_layers(e),
         evidence={
-            "series": [metadata.tag(metadata.GRAD_NORM)],
+            "series": _exploding_series(e),
             "depth_ratio": e["depth_ratio"],
             "growth": e["growth"],
             "at_init": at_init,
