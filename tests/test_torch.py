@@ -110,6 +110,7 @@ def test_records_match_the_tests_own_computation(tmp_path):
     assert config["batch_size"] == 16
     labels = config["data"]["labels"][0]
     assert labels["class_counts"] == np.bincount(y[:16].numpy(), minlength=3).tolist()
+    assert labels["shape"] == [16]  # with the batch, as Keras records it
     inputs = config["data"]["inputs"][0]
     np.testing.assert_allclose(inputs["mean"], x[:16].double().mean(0).numpy(), atol=1e-6)
 

@@ -482,7 +482,7 @@ class Watch(LiveHandle):
             label_stats.append(summary)
             class_counts.append(counts)
             y_dtypes.append(str(target.dtype).replace("torch.", ""))
-            y_shapes.append([int(d) for d in target.shape[1:]])
+            y_shapes.append([int(d) for d in target.shape])  # with the batch, as Keras
         return _data_summary(
             input_names, features, label_stats, class_counts, x_dtypes, y_dtypes, y_shapes
         )
