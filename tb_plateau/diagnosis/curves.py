@@ -204,7 +204,12 @@ def shape(steps, values):
     smoothed = rolling_median(values, max(1, n // 20) | 1)
     best_index = int(np.argmin(smoothed))
     fall = head - tail
-    at_four_fifths = float(smoothed[min(n - 1, int(round(0.8 * (n - 1))))])
+    # The level at four fifths is read as the head and the tail are, a median over a tenth
+    # of the points: one point of the lightly smoothed curve still moves with the batches
+    # (records that meet the same few batches in turn repeat their losses).
+    four_fifths = min(n - 1, int(round(0.8 * (n - 1))))
+    around = values[max(0, four_fifths - tenth // 2) : four_fifths + tenth // 2 + 1]
+    at_four_fifths = float(np.median(around))
     share = (at_four_fifths - tail) / fall if fall > 0 else 0.0
     scale = np.maximum(np.abs(smoothed), 1e-12)
     return CurveShape(
