@@ -907,3 +907,51 @@ def test_sigmoid_tanh_weights_wider_than_glorot_allows_saturate_from_the_start()
         )
         causes_found = [f.cause for f in diagnosis.diagnose(run)]
         assert (causes.SATURATED_ACTIVATIONS in causes_found) is named, causes_found
+
+
+def test_a_regression_chance_level_is_as_uncertain_as_its_samples_not_its_entries():
+    """Dropout of 0.9 in an autoencoder of 20 features: the training loss (dropout on) ends
+    at 0.86, the validation loss at 0.79. One recorded batch of 32 samples put the targets'
+    variance at 1.08; its 640 entries vary together within each sample, so the estimate is
+    as uncertain as 32 samples make it (25%), not as 640 entries would (6%): the loss is at
+    chance level within it, stuck, and the dropout is named."""
+    config = {
+        "layers": [
+            {"name": "enc", "class": "Dense", "units": 48, "activation": "relu", "params": 1008},
+            {"name": "drop_1", "class": "Dropout", "rate": 0.9},
+            {"name": "code", "class": "Dense", "units": 6, "activation": None, "params": 294},
+            {"name": "dec", "class": "Dense", "units": 48, "activation": "relu", "params": 336},
+            {"name": "drop_2", "class": "Dropout", "rate": 0.9},
+            {"name": "out", "class": "Dense", "units": 20, "activation": None, "params": 980},
+        ],
+        "loss": {"name": "mean_squared_error"},
+        "batch_size": 32,
+        "data": {
+            "labels": [{"shape": [32, 20], "mean": 0.05, "std": 1.039, "input_match_fraction": 1.0}]
+        },
+    }
+    train = np.array(
+        [1.15, 1.011, 0.998, 0.983, 0.955, 0.931, 0.9, 0.893, 0.865, 0.865, 0.871, 0.855]
+    )
+    val = np.array(
+        [1.012, 1.011, 1.005, 0.983, 0.928, 0.849, 0.813, 0.82, 0.786, 0.792, 0.809, 0.79]
+    )
+    epochs = np.arange(1, 13) * 30
+    # Batch losses recorded densely at first, then every 5 steps, as a training records them.
+    steps = np.array([0, 1, 2, 3, 5, 9] + list(range(10, 360, 5)))
+    rng = np.random.default_rng(2)
+    batch = np.interp(steps, np.r_[0, epochs - 15], np.r_[1.6, train])
+    batch = batch * (1 + 0.06 * rng.normal(size=len(steps)))
+
+    def run():
+        built = _run(config=config)
+        built.scalars[metadata.BATCH_LOSS] = Series(steps, batch)
+        built.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train)
+        built.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, val)
+        return built
+
+    top = diagnosis.diagnose(run())[0]
+    assert top.cause == "over_regularization" and top.severity != causes.INFO
+    assert "the label variance over 32 recorded samples: uncertain by about 25%" in (
+        " ".join(f.explanation for f in diagnosis.diagnose(run()))
+    )

@@ -404,17 +404,6 @@ class ConfigView:
         return _finite_float(labels.get("std")) if labels else None
 
     @property
-    def label_entries(self):
-        """How many label values the recorded statistics summarize (one batch's), or None."""
-        labels = self.labels
-        shape = labels.get("shape") if labels else None
-        if not isinstance(shape, list) or not shape:
-            return None
-        if not all(isinstance(d, int) and d > 0 for d in shape):
-            return None
-        return int(np.prod(shape))
-
-    @property
     def label_range(self):
         labels = self.labels
         if not labels:

@@ -401,8 +401,8 @@ def _judge_by_chance(ctx, shape, fit, fit_name, progress):
 def _uncertainty_words(ctx):
     if ctx.chance_uncertainty <= 0.1:
         return ""
-    return " (the variance of %d recorded labels: uncertain by about %s)" % (
-        ctx.config.label_entries,
+    return " (the label variance over %d recorded samples: uncertain by about %s)" % (
+        ctx.config.label_sample_size,
         percent(ctx.chance_uncertainty),
     )
 

@@ -263,14 +263,16 @@ def moving_median(values):
 
 
 def chance_level_uncertainty(config_view):
-    """The relative standard error of a squared-error chance level (a sample variance of n
-    recorded labels: sqrt(2 / (n - 1)), a quarter for one batch of 32), else 0."""
+    """The relative standard error of a squared-error chance level (a sample variance over
+    the n samples of the recorded labels: sqrt(2 / (n - 1)), a quarter for one batch of 32),
+    else 0. Samples, not label entries: the entries of one sample's target (an
+    autoencoder's features) vary together, so they do not add independent evidence."""
     if config_view is None or not config_view.is_squared_error:
         return 0.0
-    entries = config_view.label_entries
-    if not entries or entries < 2:
+    samples = config_view.label_sample_size
+    if not samples or samples < 2:
         return 0.0
-    return float(np.sqrt(2.0 / (entries - 1)))
+    return float(np.sqrt(2.0 / (samples - 1)))
 
 
 def trailing_run(values, spread):
