@@ -909,6 +909,55 @@ def test_sigmoid_tanh_weights_wider_than_glorot_allows_saturate_from_the_start()
         assert (causes.SATURATED_ACTIVATIONS in causes_found) is named, causes_found
 
 
+def test_a_bottleneck_is_named_where_the_targets_spread_beyond_its_width():
+    """An autoencoder of 24 features through a 1-unit code settles at 21% of the inputs'
+    variance, level and flat. The recorded batch of targets keeps 19% of its variance beyond
+    its first principal direction: the loss holds what one unit cannot pass on, so the
+    bottleneck is what stopped the fit, even though 21% of chance alone looks like a fair
+    one. Targets whose first direction holds 97% of their variance leave nothing to blame
+    on the code, and the same run is healthy."""
+    config = {
+        "layers": [
+            {"name": "enc", "class": "Dense", "units": 48, "activation": "elu", "params": 1200},
+            {"name": "code", "class": "Dense", "units": 1, "activation": None, "params": 49},
+            {"name": "dec", "class": "Dense", "units": 48, "activation": "elu", "params": 96},
+            {"name": "out", "class": "Dense", "units": 24, "activation": None, "params": 1176},
+        ],
+        "loss": {"name": "mean_squared_error"},
+        "batch_size": 32,
+        "data": {
+            "labels": [
+                {
+                    "shape": [32, 24],
+                    "mean": 0.0,
+                    "std": 1.0,
+                    "input_match_fraction": 1.0,
+                    "principal_shares": [0.81, 0.13, 0.04, 0.01, 0.004, 0.003, 0.002, 0.001],
+                }
+            ]
+        },
+    }
+    train = np.array([0.45, 0.26, 0.23, 0.222, 0.218, 0.215, 0.213, 0.212, 0.211, 0.21])
+    epochs = np.arange(1, 11) * 30
+    loss = np.repeat(train, 3) * (1 + 0.02 * np.random.default_rng(1).normal(size=30))
+
+    def run():
+        built = _run(loss, config=config)
+        built.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train)
+        built.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train * 1.02)
+        return built
+
+    findings = diagnosis.diagnose(run())
+    assert findings[0].cause == "insufficient_capacity"
+    assert findings[0].severity == causes.WARNING
+    assert findings[0].layers == ["code"]
+    assert "19% of their variance beyond their first principal direction" in (
+        findings[0].explanation
+    )
+    config["data"]["labels"][0]["principal_shares"] = [0.97, 0.02] + [0.002] * 6
+    assert _top(run()) is None
+
+
 def test_a_regression_chance_level_is_as_uncertain_as_its_samples_not_its_entries():
     """Dropout of 0.9 in an autoencoder of 20 features: the training loss (dropout on) ends
     at 0.86, the validation loss at 0.79. One recorded batch of 32 samples put the targets'

@@ -179,11 +179,18 @@ def test_reconstruction_targets_are_recorded_as_the_inputs(tmp_path):
         batch_size=BATCH,
         epochs=8,
         verbose=0,
+        shuffle=False,
         validation_split=0.2,
         callbacks=[summaries.PlateauCallback(tmp_path / "ae", every_n_steps=4)],
     )
     data = _read(tmp_path, "ae")
-    assert data.config["data"]["labels"][0]["input_match_fraction"] == 1.0
+    labels = data.config["data"]["labels"][0]
+    assert labels["input_match_fraction"] == 1.0
+    # The targets' spectrum over the first batch: what a one-unit code cannot pass on.
+    singular = np.linalg.svd(x[:BATCH] - x[:BATCH].mean(axis=0), compute_uv=False)
+    np.testing.assert_allclose(
+        labels["principal_shares"], (singular**2 / np.sum(singular**2))[:8], rtol=1e-3
+    )
     causes_named = [f.cause for f in diagnosis.diagnose(data)]
     assert "no_signal" not in causes_named
     assert causes_named[0] == "insufficient_capacity", causes_named

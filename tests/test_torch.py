@@ -145,6 +145,40 @@ def test_first_nonfinite_loss_is_caught_at_its_step(tmp_path):
     assert not loss_fn._forward_hooks
 
 
+def test_a_one_unit_code_is_named_from_the_targets_spectrum(tmp_path):
+    """An autoencoder of six readings driven by two hidden factors through a one-unit code:
+    the recorded targets' spectrum (the first batch's, as the test computes it) shows the
+    second factor's share that the code leaves out, and the diagnosis names the code."""
+    from tb_plateau import diagnosis
+    from tb_plateau.summaries.torch import watch
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(1024, 2)) * np.array([1.0, 0.6])
+    x = np.tanh(factors @ rng.normal(size=(2, 6))) + rng.normal(0, 0.05, size=(1024, 6))
+    x = torch.tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32)
+    model = nn.Sequential(
+        nn.Linear(6, 32), nn.ELU(), nn.Linear(32, 1), nn.Linear(1, 32), nn.ELU(), nn.Linear(32, 6)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loss_fn = nn.MSELoss()
+    with watch(model, optimizer, loss_fn, log_dir=tmp_path, every_n_steps=8, live=False):
+        for _ in range(12):
+            for start in range(0, 1024, 32):
+                batch = x[start : start + 32]
+                optimizer.zero_grad()
+                loss_fn(model(batch), batch).backward()
+                optimizer.step()
+    data = _read(tmp_path)
+    first = x[:32].double().numpy()
+    singular = np.linalg.svd(first - first.mean(axis=0), compute_uv=False)
+    shares = data.config["data"]["labels"][0]["principal_shares"]
+    np.testing.assert_allclose(shares[:6], singular**2 / np.sum(singular**2), rtol=1e-6)
+    assert shares[6:] == [0.0, 0.0]
+    top = diagnosis.diagnose(data)[0]
+    assert (top.cause, top.layers) == ("insufficient_capacity", ["2"]), top
+
+
 def test_a_recorder_error_never_stops_the_training(tmp_path, monkeypatch, caplog):
     from tb_plateau.summaries.torch import stats
 

@@ -154,7 +154,10 @@ def _did_not_stop_training(ctx, findings):
     that began after the loss was at its best (a learning rate that jumped at the end, seen
     live) is not shown harmless by a fit that came before it. Units partly dead in a run
     whose losses were still falling at every epoch when it stopped did not stop it either:
-    their live units carry the signal the run was still learning from."""
+    their live units carry the signal the run was still learning from. A finding whose
+    evidence accounts for the loss left at the end (`explains_final_loss`: a bottleneck
+    that leaves out the share of the targets' variance the loss still holds) is what the fit
+    stopped at, however good it looks against chance level."""
     if ctx.descending_to_chance or ctx.accelerating:
         for finding in findings:
             if finding.cause == causes.DEAD_RELU and not ranking.blocks_signal(finding):
@@ -167,6 +170,8 @@ def _did_not_stop_training(ctx, findings):
     for finding in findings:
         if finding.cause in _OUTCOME_CAUSES or finding.severity == INFO:
             continue
+        if finding.evidence.get("explains_final_loss"):
+            continue  # its own numbers account for the loss left: it is where the fit stopped
         if best_step is not None and finding.first_step is not None:
             if finding.first_step > best_step:
                 continue  # it began after the loss was at its best: the fit came before it

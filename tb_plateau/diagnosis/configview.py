@@ -404,6 +404,20 @@ class ConfigView:
         return _finite_float(labels.get("std")) if labels else None
 
     @property
+    def label_principal_shares(self):
+        """Shares of the labels' variance along their first principal directions (per
+        sample, over one batch; largest first), or None where not recorded (one entry per
+        sample, or a recorder before them)."""
+        labels = self.labels
+        shares = labels.get("principal_shares") if labels else None
+        if not isinstance(shares, list) or not shares:
+            return None
+        values = np.asarray([_finite_float(v) for v in shares], dtype=object)
+        if any(v is None for v in values):
+            return None
+        return np.asarray(values, dtype=float)
+
+    @property
     def label_range(self):
         labels = self.labels
         if not labels:

@@ -44,6 +44,12 @@ PLATEAU_SHARE = 0.1  # last fifth's share of the fall, at most
 CAPACITY_LOSS_SHARE = 0.25  # final loss over chance level, at least
 # ... in a model with a bottleneck this narrow (or no hidden layer at all).
 CAPACITY_BOTTLENECK_UNITS = 2  # units
+# A regression's targets that keep this share of their variance beyond the first principal
+# directions a bottleneck can pass on (as many as its units) ...
+CAPACITY_BEYOND_SHARE = 0.1
+# ... explain a plateau that holds at least this fraction of that share (whatever its level
+# against chance: the targets' own spread says what the narrow layer leaves out).
+CAPACITY_BEYOND_LOSS = 0.5
 # A validation loss above the training loss rules a plateau out as too little capacity
 # (the model fits its training samples better than others) only when the gap widened by
 # this much (relative to the training loss) over the second half of the epochs.
@@ -331,8 +337,59 @@ def _narrower_than_classes(config):
     return None
 
 
+def _variance_beyond_bottleneck(config):
+    """(layer, units, share) where a regression's targets keep `share` of their variance
+    beyond the first principal directions its narrowest hidden layer can pass on (one per
+    unit), from the recorded labels' spectrum; else None."""
+    if not config.is_regression_loss:
+        return None
+    shares = config.label_principal_shares
+    bottleneck = _bottleneck(config)
+    if shares is None or not bottleneck or not bottleneck[1]:
+        return None
+    name, units = bottleneck
+    beyond = float(max(0.0, 1.0 - np.sum(shares[:units])))
+    return (name, units, beyond) if beyond >= CAPACITY_BEYOND_SHARE else None
+
+
+def _plateau_explanation(level, chance, head, gap, bottleneck, beyond):
+    """Why a flat plateau far up is the model's size: the numbers behind the finding."""
+    name, units = bottleneck
+    if units:
+        where = "its narrowest hidden layer, %s, has %d unit%s" % (name, units, "s" * (units > 1))
+    else:
+        where = "it has no hidden layer: a linear model"
+    explanation = (
+        "The loss settled at %s (%s of chance level %s, from %s at the start) and stopped"
+        " improving, " % (fmt(level), percent(level / chance), fmt(chance), fmt(head))
+    )
+    if gap is None:
+        explanation += "with no validation loss to compare"
+    elif abs(gap) > TRAIN_VAL_GAP:
+        explanation += (
+            "with the validation loss a steady %s above the training loss (a gap that did not"
+            " widen: the validation split is harder, the model is not memorizing)" % percent(gap)
+        )
+    else:
+        explanation += "with training and validation loss %s apart" % percent(abs(gap))
+    explanation += "; the model cannot fit the training data better: %s" % where
+    if beyond is not None:
+        explanation += (
+            ", while the targets spread %s of their variance beyond their first %s (over a"
+            " recorded batch), which %s cannot pass on to the output"
+            % (
+                percent(beyond[2]),
+                "principal direction" if units == 1 else "%d principal directions" % units,
+                "one unit" if units == 1 else "%d units" % units,
+            )
+        )
+    explanation += "."
+    return explanation
+
+
 def detect_insufficient_capacity(ctx):
-    """A model too small to fit: a layer narrower than the classes, or a flat plateau far up."""
+    """A model too small to fit: a layer narrower than the classes, or a flat plateau far up
+    (or where a bottleneck leaves out what the targets spread beyond its width)."""
     shape = ctx.train_shape
     if shape is None or not ctx.has_config or shape.n < 5 or shape.progress <= FLAT_PROGRESS:
         return None
@@ -341,7 +398,11 @@ def detect_insufficient_capacity(ctx):
     # recorded batches that a narrow model happens to fit well say little).
     epoch_shape = ctx.epoch_train_shape
     level = epoch_shape.tail if epoch_shape is not None and epoch_shape.n >= 3 else shape.tail
-    if chance is None or level < CAPACITY_LOSS_SHARE * chance:
+    beyond = _variance_beyond_bottleneck(ctx.config)
+    needed = CAPACITY_LOSS_SHARE
+    if beyond is not None:
+        needed = min(needed, CAPACITY_BEYOND_LOSS * beyond[2])
+    if chance is None or level < needed * chance:
         return None
     narrow = _narrower_than_classes(ctx.config)
     if narrow is not None and not ctx.good_fit:
@@ -356,24 +417,7 @@ def detect_insufficient_capacity(ctx):
     if bottleneck is None:
         return None
     name, units = bottleneck
-    if units:
-        where = "its narrowest hidden layer, %s, has %d unit%s" % (name, units, "s" * (units > 1))
-    else:
-        where = "it has no hidden layer: a linear model"
-    explanation = (
-        "The loss settled at %s (%s of chance level %s, from %s at the start) and stopped"
-        " improving, " % (fmt(level), percent(level / chance), fmt(chance), fmt(shape.head))
-    )
-    if gap is None:
-        explanation += "with no validation loss to compare"
-    elif abs(gap) > TRAIN_VAL_GAP:
-        explanation += (
-            "with the validation loss a steady %s above the training loss (a gap that did not"
-            " widen: the validation split is harder, the model is not memorizing)" % percent(gap)
-        )
-    else:
-        explanation += "with training and validation loss %s apart" % percent(abs(gap))
-    explanation += "; the model cannot fit the training data better: %s." % where
+    explanation = _plateau_explanation(level, chance, shape.head, gap, bottleneck, beyond)
     return Finding(
         cause=causes.INSUFFICIENT_CAPACITY,
         severity=causes.WARNING,
@@ -389,6 +433,10 @@ def detect_insufficient_capacity(ctx):
             "chance_loss": chance,
             "train_val_gap": gap,
             "bottleneck_units": units,
+            "target_variance_beyond_bottleneck": beyond[2] if beyond else None,
+            # the loss holds at least CAPACITY_BEYOND_LOSS of what the bottleneck leaves out
+            "explains_final_loss": beyond is not None
+            and level >= CAPACITY_BEYOND_LOSS * beyond[2] * chance,
         },
     )
 

@@ -31,6 +31,13 @@ _LABEL_FIELDS = (
     "row_sum_mean",
     "input_match_fraction",
 )
+# After the label fields: the shares of the labels' variance along their first principal
+# directions (over one batch, per sample; NaN where a sample's label has one entry or more
+# than _MAX_PRINCIPAL_FEATURES). They say how many directions the targets need, which a
+# narrow layer in front of a regression's output cannot give.
+_PRINCIPAL_SHARES = 8  # directions
+_MAX_PRINCIPAL_FEATURES = 256  # label entries per sample
+_LABEL_VECTOR = len(_LABEL_FIELDS) + _PRINCIPAL_SHARES
 
 
 # Training steps between two records. At 100, recording costs under 3% of a
@@ -152,6 +159,9 @@ def _data_summary(
         summary = np.asarray(summary, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
         entry = {name: float(value) for name, value in zip(_LABEL_FIELDS, summary)}
+        shares = summary[len(_LABEL_FIELDS) :]
+        if shares.size and np.isfinite(shares).all():
+            entry["principal_shares"] = shares.tolist()
         entry["dtype"] = dtype
         entry["shape"] = shape
         entry["class_counts"] = counts.tolist()
@@ -165,6 +175,23 @@ def _data_summary(
         )
         labels.append(entry)
     return {"inputs": inputs, "labels": labels}
+
+
+def principal_shares(rows):
+    """[_PRINCIPAL_SHARES] shares of the variance of `rows` ([samples, entries], numpy) along
+    its first principal directions; NaN when there are too few samples or entries."""
+    rows = np.asarray(rows, dtype=np.float64)
+    shares = np.full(_PRINCIPAL_SHARES, np.nan)
+    if rows.ndim != 2 or rows.shape[0] < 2 or not 2 <= rows.shape[1] <= _MAX_PRINCIPAL_FEATURES:
+        return shares
+    centered = rows - rows.mean(axis=0)
+    eigenvalues = np.clip(np.linalg.eigvalsh(centered.T @ centered), 0.0, None)[::-1]
+    total = eigenvalues.sum()
+    if total > 0:
+        top = eigenvalues[:_PRINCIPAL_SHARES] / total
+        shares[: len(top)] = top
+        shares[len(top) :] = 0.0
+    return shares
 
 
 def _package_version():

@@ -12,7 +12,7 @@ from tb_plateau.summaries.guard import _brief
 from tb_plateau.summaries.keras.stats import (
     _ACT_FIELDS,
     _FEATURE_FIELDS,
-    _LABEL_FIELDS,
+    _LABEL_VECTOR,
     _MAX_CLASSES,
     _OUTPUT_FIELDS,
     _STEP_FIELDS,
@@ -320,7 +320,7 @@ class _StepVariables:
                 on_read([features, len(_FEATURE_FIELDS)], "features_%d" % i)
                 for i, (_, features) in enumerate(input_info)
             ]
-            self.label_summaries = on_read([outputs, len(_LABEL_FIELDS)], "labels")
+            self.label_summaries = on_read([outputs, _LABEL_VECTOR], "labels")
             self.label_counts = [
                 on_read([_class_slots(units)], "classes_%d" % i)
                 for i, units in enumerate(output_units)

@@ -11,9 +11,12 @@ from tb_plateau.summaries.record import (  # noqa: F401 - the Keras side's names
     _ACT_FIELDS,
     _FEATURE_FIELDS,
     _LABEL_FIELDS,
+    _LABEL_VECTOR,
     _MAX_CLASSES,
     _MAX_FEATURES,
+    _MAX_PRINCIPAL_FEATURES,
     _OUTPUT_FIELDS,
+    _PRINCIPAL_SHARES,
     _STEP_FIELDS,
     _data_summary,
 )
@@ -161,7 +164,7 @@ def _feature_stats(x, num_features):
 
 
 def _label_stats(y, num_classes, inputs=()):
-    """(summary [len(_LABEL_FIELDS)], class counts [num_classes]) of one label tensor.
+    """(summary [_LABEL_VECTOR], class counts [num_classes]) of one label tensor.
 
     `input_match_fraction`: the largest share of label entries equal to the
     same entries of an input of the same shape (1 for an autoencoder's
@@ -199,6 +202,7 @@ def _label_stats(y, num_classes, inputs=()):
             match,
         ]
     )
+    summary = tf.concat([summary, _principal_shares(y)], axis=0)
     if last is not None and last == num_classes and num_classes > 1:
         counts = tf.reduce_sum(tf.reshape(y, [-1, num_classes]), axis=0)
     elif num_classes == 2:
@@ -208,6 +212,26 @@ def _label_stats(y, num_classes, inputs=()):
         ids = tf.cast(tf.round(flat), tf.int32)
         counts = tf.reduce_sum(tf.one_hot(ids, num_classes, dtype=tf.float32), axis=0)
     return summary, counts
+
+
+def _principal_shares(y):
+    """[_PRINCIPAL_SHARES] shares of the label variance along its first principal directions
+    (per sample, over the batch), as `record.principal_shares`; NaN where a sample's label
+    has one entry, more than _MAX_PRINCIPAL_FEATURES or a shape the trace does not know."""
+    entries = y.shape[1:].num_elements() if (y.shape.rank or 0) >= 1 else None
+    if entries is None or not 2 <= entries <= _MAX_PRINCIPAL_FEATURES:
+        return tf.fill([_PRINCIPAL_SHARES], float("nan"))
+    rows = tf.cast(tf.reshape(y, [-1, entries]), tf.float64)
+    centered = rows - tf.reduce_mean(rows, axis=0, keepdims=True)
+    eigenvalues = tf.maximum(
+        tf.reverse(tf.linalg.eigvalsh(tf.matmul(centered, centered, transpose_a=True)), [0]), 0.0
+    )
+    total = tf.reduce_sum(eigenvalues)
+    top = eigenvalues[:_PRINCIPAL_SHARES] / tf.maximum(total, 1e-300)
+    top = tf.pad(top, [[0, max(0, _PRINCIPAL_SHARES - entries)]])
+    enough = (tf.shape(rows)[0] >= 2) & (total > 0)
+    missing = tf.fill([_PRINCIPAL_SHARES], tf.constant(np.nan, tf.float64))
+    return tf.cast(tf.where(enough, top, missing), tf.float32)
 
 
 def _input_match_fraction(y, inputs):

@@ -7,7 +7,12 @@ import numpy as np
 import torch
 
 from tb_plateau import metadata
-from tb_plateau.summaries.record import _LABEL_FIELDS, _MAX_CLASSES, _MAX_FEATURES
+from tb_plateau.summaries.record import (
+    _LABEL_VECTOR,
+    _MAX_CLASSES,
+    _MAX_FEATURES,
+    principal_shares,
+)
 
 RELU_FAMILY = metadata.RELU_FAMILY
 SIGMOID_FAMILY = metadata.SIGMOID_FAMILY
@@ -151,7 +156,7 @@ def feature_stats(x, channels_first):
 
 
 def label_stats(y, num_classes, inputs=(), class_axis=-1):
-    """(summary [len(_LABEL_FIELDS)], class counts) of one label batch (numpy).
+    """(summary [_LABEL_VECTOR], class counts) of one label batch (numpy).
 
     Class counts: for one-hot or probability labels (class axis == classes) the
     sums over it; for integer labels the count of each id in [0, classes); for a
@@ -169,7 +174,7 @@ def label_stats(y, num_classes, inputs=(), class_axis=-1):
         y = np.moveaxis(y, 1, -1)
     flat = y.reshape(-1)
     if not flat.size:
-        return np.full(len(_LABEL_FIELDS), np.nan), np.zeros(max(num_classes, 0))
+        return np.full(_LABEL_VECTOR, np.nan), np.zeros(max(num_classes, 0))
     last = y.shape[-1] if y.ndim >= 2 else None
     if last is not None and last > 1:
         rows = y.reshape(-1, last)
@@ -190,6 +195,7 @@ def label_stats(y, num_classes, inputs=(), class_axis=-1):
             one_hot,
             row_sum_mean,
             match,
+            *principal_shares(y.reshape(y.shape[0], -1) if y.ndim else y.reshape(1, 1)),
         ]
     )
     classes = min(int(num_classes), _MAX_CLASSES)
