@@ -1004,3 +1004,24 @@ def test_a_regression_chance_level_is_as_uncertain_as_its_samples_not_its_entrie
     assert "the label variance over 32 recorded samples: uncertain by about 25%" in (
         " ".join(f.explanation for f in diagnosis.diagnose(run()))
     )
+
+
+def test_a_validation_loss_rising_beside_a_flat_training_loss_is_not_overfitting():
+    """Eight epochs seen live: the validation loss rose 11% over the three evaluations after
+    its best while the training loss's epoch means stayed at 0.18 (the batch records, noisy,
+    happen to end lower). That is the validation's noise, not the model fitting its training
+    samples better. The same validation curve beside a training loss still falling is."""
+    val = np.array([0.935, 0.468, 0.238, 0.215, 0.207, 0.208, 0.219, 0.229])
+    epochs = np.arange(1, 9) * 23
+
+    def run(train):
+        built = _run(np.interp(np.arange(0, 184, 4), epochs - 11, train))
+        built.scalars[metadata.BATCH_LOSS].values[-3:] *= 0.9
+        built.scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, train)
+        built.validation_scalars[metadata.EPOCH_PREFIX + "loss"] = Series(epochs, val)
+        return built
+
+    flat = np.array([1.018, 0.677, 0.298, 0.191, 0.18, 0.185, 0.176, 0.18])
+    assert "overfitting" not in [f.cause for f in diagnosis.diagnose(run(flat), live=True)]
+    falling = np.array([1.018, 0.677, 0.298, 0.191, 0.18, 0.16, 0.14, 0.12])
+    assert _top(run(falling)) == "overfitting"

@@ -42,6 +42,10 @@ MEMORIZED_GAP = 0.25  # of the chance-level loss
 # have parted: what training still gains is memorization.
 MEMORIZED_RATIO = 3.0  # final validation loss / final training loss
 MEMORIZED_FOLLOW = 0.1  # validation's relative fall / training's relative fall
+# A validation loss rising is overfitting only while the training loss falls: its epoch
+# means must have fallen by this share since the best validation loss (a flat training loss
+# beside a rising validation loss is the validation's noise, or something else breaking).
+OVERFIT_TRAIN_FALL = 0.02  # relative
 
 
 def evidence_tags(ctx):
@@ -241,6 +245,8 @@ def detect_overfitting(ctx):
     train_at_best = float(np.interp(steps[best], train_steps, ctx.train_shape.smoothed))
     if ctx.train_shape.tail >= train_at_best:
         return None  # both rising: not overfitting, something else broke
+    if not _training_fell_since(ctx, best, len(values)):
+        return None
     return Finding(
         cause=causes.OVERFITTING,
         severity=causes.WARNING,
@@ -274,6 +280,19 @@ def detect_overfitting(ctx):
             "threshold": TRAIN_VAL_GAP,
         },
     )
+
+
+def _training_fell_since(ctx, best, evaluations):
+    """False when the epoch means of the training loss (one per validation evaluation) fell
+    under OVERFIT_TRAIN_FALL from the best validation evaluation to the last; True without
+    them (the batch curve's fall, checked before, is all there is)."""
+    epochs = ctx.epoch_train
+    if epochs is None or len(epochs) != evaluations:
+        return True
+    means = np.asarray(epochs.values, float)
+    if not np.isfinite(means[[best, -1]]).all() or means[best] <= 0:
+        return True
+    return bool((means[best] - means[-1]) / means[best] >= OVERFIT_TRAIN_FALL)
 
 
 def _small_set_words(ctx):
