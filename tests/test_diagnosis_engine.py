@@ -599,6 +599,9 @@ def test_weights_too_wide_behind_a_normalization_are_named_by_their_tiny_steps()
         metadata.tag(metadata.UPDATE_RATIO),
         metadata.tag(metadata.WEIGHT_NORM),
     ]
+    # ... and fixes what it found, the initializer: no gradient was large, so no clipping.
+    assert finding.fixes == [causes.fixes("exploding_gradients")[1]]
+    assert "he_normal" in finding.fixes[0]
     vectors[metadata.UPDATE_RATIO] = _vector([[1e-3, 1e-3, 2e-3]] * 20, labels)
     run = _run(_decaying(n=20, start=1.1, floor=0.9, rate=0.05), config=config, vectors=vectors)
     assert "exploding_gradients" not in [f.cause for f in diagnosis.diagnose(run)]

@@ -291,7 +291,7 @@ def _diagnose(run_data, live=False):
             findings.insert(0, stuck)
         _framework_fixes(ctx, findings)
         for finding in findings:
-            regularization.fixes_for_what_was_found(finding)
+            causes.narrow_fixes(finding)
     if run_data.incomplete:
         notes.insert(0, INCOMPLETE_NOTE)
     elif not ctx.recorded:

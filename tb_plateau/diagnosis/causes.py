@@ -511,6 +511,26 @@ def title(cause_id):
     return CAUSES[cause_id].title
 
 
+# What each of a cause's fixes acts on, in the order of every framework's table. A finding
+# whose evidence names `fix_kinds` (what it found) keeps the fixes of those kinds only: an
+# L2 penalty gets the penalty fix, weights initialized too wide the initializer.
+FIX_KINDS = {
+    EXPLODING_GRADIENTS: ("clip", "init", "normalize"),
+    OVER_REGULARIZATION: ("penalty", "dropout", "label_smoothing"),
+}
+
+
+def narrow_fixes(finding):
+    """Keeps the fixes of the kinds the finding's evidence names (`fix_kinds`), if any."""
+    kinds = finding.evidence.get("fix_kinds")
+    table = FIX_KINDS.get(finding.cause)
+    if not kinds or table is None or len(finding.fixes) != len(table):
+        return
+    kept = [fix for fix, kind in zip(finding.fixes, table) if kind in kinds]
+    if kept:
+        finding.fixes = kept
+
+
 def fixes(cause_id):
     return list(CAUSES[cause_id].fixes)
 

@@ -547,6 +547,17 @@ def _exploding_layers(e):
     return []
 
 
+def _exploding_fix_kinds(e):
+    """The kinds of fix (`causes.FIX_KINDS`) for what was found: gradients measured large
+    take all three; weights initialized too wide take the initializer (and, where the signal
+    grows from layer to layer with nothing in between, a normalization), not clipping."""
+    if e["measured"]:
+        return None
+    if e["blowup"] and not (e["wide"] or e["wide_weights"]):
+        return ["init", "normalize"]
+    return ["init"]
+
+
 def detect_exploding_gradients(ctx):
     """Gradients far larger toward the input, or growing by orders of magnitude; or weights
     initialized too wide, seen in the signal or in steps too small for them."""
@@ -598,6 +609,7 @@ def detect_exploding_gradients(ctx):
             if wide_weights is None
             else {label: rms for label, rms, _ in wide_weights[0]},
             "nonfinite_step": first_nonfinite_step,
+            "fix_kinds": _exploding_fix_kinds(e),
             "thresholds": {
                 "depth_ratio": EXPLODING_RATIO,
                 "growth": EXPLODING_GROWTH,

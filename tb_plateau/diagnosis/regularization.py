@@ -138,21 +138,6 @@ def _smoothing_words(ctx, smoothing):
     return words, []
 
 
-# The order of the cause's fixes in every framework's table: one per kind of
-# regularization. A finding keeps those of the kinds it found.
-FIX_KINDS = ("penalty", "dropout", "label_smoothing")
-
-
-def fixes_for_what_was_found(finding):
-    """Narrows an over-regularization finding's fixes to the regularizers it names."""
-    kinds = finding.evidence.get("regularizers")
-    if finding.cause != causes.OVER_REGULARIZATION or not kinds or not finding.fixes:
-        return
-    if len(finding.fixes) != len(FIX_KINDS):
-        return
-    finding.fixes = [fix for fix, kind in zip(finding.fixes, FIX_KINDS) if kind in kinds]
-
-
 def detect_over_regularization(ctx):
     """Penalties, dropout or label smoothing so strong that the model cannot fit."""
     config = ctx.config
@@ -216,6 +201,7 @@ def detect_over_regularization(ctx):
             "train_over_val": train_over_val,
             "weight_norm_ratio": shrink,
             "regularizers": list(dict.fromkeys(kinds)),
+            "fix_kinds": list(dict.fromkeys(kinds)),  # causes.FIX_KINDS
             "thresholds": {
                 "penalty_share": PENALTY_SHARE,
                 "penalty": STRONG_PENALTY,
