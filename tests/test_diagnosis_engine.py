@@ -961,12 +961,14 @@ def test_a_bottleneck_is_named_where_the_targets_spread_beyond_its_width():
     assert _top(run()) is None
 
 
-def test_a_regression_chance_level_is_as_uncertain_as_its_samples_not_its_entries():
+def test_a_regression_chance_level_is_as_uncertain_as_its_samples_and_spectrum_make_it():
     """Dropout of 0.9 in an autoencoder of 20 features: the training loss (dropout on) ends
     at 0.86, the validation loss at 0.79. One recorded batch of 32 samples put the targets'
-    variance at 1.08; its 640 entries vary together within each sample, so the estimate is
-    as uncertain as 32 samples make it (25%), not as 640 entries would (6%): the loss is at
-    chance level within it, stuck, and the dropout is named."""
+    variance at 1.08; its 640 entries vary together within each sample (five directions hold
+    nearly all of it), so the estimate is uncertain by 13% (25% for 32 samples, times the
+    spectrum's concentration), not the 6% that 640 independent entries would give: the loss
+    is at chance level within it, stuck, and the dropout is named. With 20 independent
+    entries alike the estimate is good to 6%, and the loss is not at chance level."""
     config = {
         "layers": [
             {"name": "enc", "class": "Dense", "units": 48, "activation": "relu", "params": 1008},
@@ -979,7 +981,15 @@ def test_a_regression_chance_level_is_as_uncertain_as_its_samples_not_its_entrie
         "loss": {"name": "mean_squared_error"},
         "batch_size": 32,
         "data": {
-            "labels": [{"shape": [32, 20], "mean": 0.05, "std": 1.039, "input_match_fraction": 1.0}]
+            "labels": [
+                {
+                    "shape": [32, 20],
+                    "mean": 0.05,
+                    "std": 1.039,
+                    "input_match_fraction": 1.0,
+                    "principal_shares": [0.337, 0.294, 0.171, 0.115, 0.047, 0.01, 0.008, 0.005],
+                }
+            ]
         },
     }
     train = np.array(
@@ -1004,9 +1014,13 @@ def test_a_regression_chance_level_is_as_uncertain_as_its_samples_not_its_entrie
 
     top = diagnosis.diagnose(run())[0]
     assert top.cause == "over_regularization" and top.severity != causes.INFO
-    assert "the label variance over 32 recorded samples: uncertain by about 25%" in (
+    assert "the label variance over 32 recorded samples: uncertain by about 13%" in (
         " ".join(f.explanation for f in diagnosis.diagnose(run()))
     )
+    config["data"]["labels"][0]["principal_shares"] = [0.05] * 8
+    assert "over_regularization" not in [
+        f.cause for f in diagnosis.diagnose(run()) if f.severity != causes.INFO
+    ]
 
 
 def test_a_validation_loss_rising_beside_a_flat_training_loss_is_not_overfitting():

@@ -453,6 +453,17 @@ class ConfigView:
         return int(shape[0])
 
     @property
+    def label_sample_entries(self):
+        """Entries of one sample's label (1 for a class id or a scalar target), or None."""
+        labels = self.labels
+        shape = labels.get("shape") if labels else None
+        if not isinstance(shape, list) or not shape:
+            return None
+        if not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+            return None
+        return int(np.prod(shape[1:])) if len(shape) > 1 else 1
+
+    @property
     def distinct_labels(self):
         labels = self.labels
         value = labels.get("distinct_classes", labels.get("distinct")) if labels else None

@@ -263,16 +263,30 @@ def moving_median(values):
 
 
 def chance_level_uncertainty(config_view):
-    """The relative standard error of a squared-error chance level (a sample variance over
-    the n samples of the recorded labels: sqrt(2 / (n - 1)), a quarter for one batch of 32),
-    else 0. Samples, not label entries: the entries of one sample's target (an
-    autoencoder's features) vary together, so they do not add independent evidence."""
+    """The relative standard error of a squared-error chance level, else 0.
+
+    The chance level is the mean variance of the label entries over the n recorded samples.
+    For one entry per sample that sample variance is uncertain by sqrt(2 / (n - 1)) (a
+    quarter for one batch of 32). Entries of one sample that vary together add little
+    evidence: the sum of the variances is uncertain by that much times sqrt(sum of the
+    squared principal shares) (the targets' spectrum: 1 for one direction, 1/sqrt(k) for k
+    independent entries alike). Without the spectrum, the entries are taken as independent.
+    """
     if config_view is None or not config_view.is_squared_error:
         return 0.0
     samples = config_view.label_sample_size
     if not samples or samples < 2:
         return 0.0
-    return float(np.sqrt(2.0 / (samples - 1)))
+    one_entry = float(np.sqrt(2.0 / (samples - 1)))
+    entries = config_view.label_sample_entries or 1
+    if entries <= 1:
+        return one_entry
+    shares = config_view.label_principal_shares
+    if shares is None:
+        return one_entry / float(np.sqrt(entries))
+    rest = max(0.0, 1.0 - float(np.sum(shares)))
+    spread_over = max(1, entries - len(shares))
+    return one_entry * float(np.sqrt(np.sum(shares**2) + rest**2 / spread_over))
 
 
 def trailing_run(values, spread):
