@@ -354,6 +354,27 @@ def knot_points(rng, n=1200):
     return _standardized(x), None
 
 
+def sensor_factors(rng, n=1200, sensors=24):
+    """Readings of 24 sensors driven by three hidden factors of falling strength (one shared
+    factor dominates, as a common load or temperature does), mixed nonlinearly, with a little
+    noise (no labels: reconstruction)."""
+    factors = rng.normal(size=(n, 3)) * np.array([1.0, 0.25, 0.12])
+    x = np.tanh(0.7 * factors @ rng.normal(size=(3, sensors)))
+    return _standardized(x + rng.normal(0, 0.05, size=(n, sensors))), None
+
+
+def peak_spectra(rng, n=1200, bins=32):
+    """Spectra of 32 bins: one Gaussian peak of random height, place and width on a sloped
+    baseline, with a little noise (no labels: reconstruction)."""
+    grid = np.arange(bins)
+    place = rng.uniform(12, 20, n)[:, None]
+    width = rng.uniform(2.5, 3.5, n)[:, None]
+    height = rng.uniform(0.5, 1.5, n)[:, None]
+    slope = rng.normal(0, 0.3, n)[:, None]
+    x = height * np.exp(-0.5 * ((grid - place) / width) ** 2) + slope * grid / bins
+    return _standardized(x + rng.normal(0, 0.03, size=(n, bins))), None
+
+
 # ----------------------------------------------------------------- layers with the hooks
 
 
@@ -610,7 +631,7 @@ def bn_mlp_model(params, input_shape, out_units, widths=(64, 64, 32)):
 
 
 def relu_autoencoder_model(params, input_shape, out_units):
-    """Dense autoencoder 16-48-3-48-16 (ReLU)."""
+    """Dense autoencoder with a 3-unit code (hidden activation from params)."""
     return autoencoder_model(params, input_shape, out_units, code_width=3)
 
 
@@ -1147,6 +1168,16 @@ BASES.update(
             three_targets,
             mlp_model,
             {"head_depth": 2, "head_width": 64, "learning_rate": 5e-3, "epochs": 12},
+        ),
+        Base(
+            "sensor_ae",
+            "dev",
+            "ELU dense autoencoder 24-48-3-48-24 of sensor readings with one dominant hidden"
+            " factor (MSE, Adam)",
+            RECONSTRUCTION,
+            sensor_factors,
+            relu_autoencoder_model,
+            {"hidden_activation": "elu", "head_width": 48, "learning_rate": 3e-3, "epochs": 12},
         ),
     ]
 )

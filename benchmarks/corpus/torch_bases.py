@@ -221,6 +221,11 @@ def autoencoder_model(params, input_shape, out_units, code_width=6):
     return nn.Sequential(*layers)
 
 
+def spectra_autoencoder_model(params, input_shape, out_units):
+    """Autoencoder with a 4-unit code."""
+    return autoencoder_model(params, input_shape, out_units, code_width=4)
+
+
 BASES = [
     bases.Base(
         "torch_mlp",
@@ -296,6 +301,16 @@ BASES = [
         bases.knot_points,
         autoencoder_model,
         {"head_width": 48, "learning_rate": 3e-3, "epochs": 12},
+        framework="torch",
+    ),
+    bases.Base(
+        "torch_spectra_ae",
+        "dev",
+        "PyTorch ReLU dense autoencoder 32-64-4-64-32 of one-peak spectra (MSE, Adam)",
+        bases.RECONSTRUCTION,
+        bases.peak_spectra,
+        spectra_autoencoder_model,
+        {"head_width": 64, "learning_rate": 2e-3, "epochs": 12},
         framework="torch",
     ),
 ]
