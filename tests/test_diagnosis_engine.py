@@ -1042,3 +1042,32 @@ def test_a_validation_loss_rising_beside_a_flat_training_loss_is_not_overfitting
     assert "overfitting" not in [f.cause for f in diagnosis.diagnose(run(flat), live=True)]
     falling = np.array([1.018, 0.677, 0.298, 0.191, 0.18, 0.16, 0.14, 0.12])
     assert _top(run(falling)) == "overfitting"
+
+
+def test_an_autoencoders_unscaled_data_is_the_root_of_targets_out_of_its_outputs_reach():
+    """Pixels read as 300..301 into an autoencoder with a sigmoid output: the targets are the
+    inputs, so they lie beyond the output's [0, 1] too. The data's scale is the root, and
+    its fix scales the data itself; a classifier-style mismatch (softmax over one unit) in
+    a model whose targets are not its inputs stays its own root."""
+    pixels = {"name": "x", "mean": [300.4] * 4, "std": [0.2] * 4}
+    pixels.update(min=[300.0] * 4, max=[301.0] * 4)
+
+    def run(targets_are_inputs):
+        labels = {"shape": [32, 4], "mean": 300.4, "std": 0.2, "min": 300.0, "max": 301.0}
+        labels["input_match_fraction"] = 1.0 if targets_are_inputs else 0.0
+        built = _run(np.full(30, 9e4) + np.linspace(0, -1, 30))
+        built.config = {
+            "layers": [
+                {"name": "enc", "class": "Dense", "activation": "relu", "units": 8},
+                {"name": "out", "class": "Dense", "activation": "sigmoid", "units": 4},
+            ],
+            "loss": {"name": "mean_squared_error"},
+            "data": {"inputs": [pixels], "labels": [labels]},
+        }
+        return built
+
+    findings = diagnosis.diagnose(run(targets_are_inputs=True))
+    assert [f.cause for f in findings[:2]] == ["unnormalized_inputs", "loss_output_mismatch"]
+    assert "x.min()" in findings[0].fixes[0] and findings[1].explained_by == "unnormalized_inputs"
+    findings = diagnosis.diagnose(run(targets_are_inputs=False))
+    assert findings[0].cause == "loss_output_mismatch"

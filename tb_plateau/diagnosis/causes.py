@@ -328,6 +328,10 @@ CAUSE_IDS = tuple(cause.id for cause in _CAUSES)
 # A learning rate is never a consequence of the data, a bottleneck in the
 # architecture never a consequence of anything, and no cause is a consequence
 # of a symptom that only describes the loss curve.
+# The title of the loss-output mismatch whose regression targets lie beyond what the output
+# activation produces (`configuration`), which `ranking` tells apart from the others.
+TARGETS_OUT_OF_REACH = "The output activation cannot reach the targets"
+
 PRODUCES = {
     LOSS_OUTPUT_MISMATCH: {
         NO_SIGNAL,
@@ -341,6 +345,7 @@ PRODUCES = {
         UNEXPLAINED_PLATEAU,
     },
     UNNORMALIZED_INPUTS: {
+        LOSS_OUTPUT_MISMATCH,  # an autoencoder's targets out of its output's reach
         DEAD_RELU,
         SATURATED_ACTIVATIONS,
         EXPLODING_GRADIENTS,

@@ -106,6 +106,16 @@ def detect_unnormalized_inputs(ctx):
         " features." % ((first or {}).get("name") or "?")
     )
     worst = max(e["largest_scale"] for e in evidence["inputs"])
+    fixes = causes.fixes(causes.UNNORMALIZED_INPUTS)
+    if config.targets_are_inputs:
+        explanation += (
+            " The targets are these same inputs (an autoencoder), so the output must reach"
+            " their scale too: scale the data itself, not only what the first layer sees."
+        )
+        fixes = [
+            "x = (x - x.min()) / (x.max() - x.min())  # scale the data itself, once: it is"
+            " the autoencoder's targets too (a Normalization layer would scale only its inputs)"
+        ] + fixes[:1]
     return Finding(
         cause=causes.UNNORMALIZED_INPUTS,
         severity=causes.WARNING,
@@ -118,8 +128,10 @@ def detect_unnormalized_inputs(ctx):
         evidence=dict(
             evidence,
             series=[],
+            targets_are_inputs=config.targets_are_inputs,
             thresholds={"feature_scale": LARGE_FEATURE_SCALE, "scale_spread": SCALE_SPREAD},
         ),
+        fixes=fixes,
     )
 
 
@@ -282,7 +294,7 @@ def _mismatches(config):
             found.append(
                 (
                     causes.CRITICAL,
-                    "The output activation cannot reach the targets",
+                    causes.TARGETS_OUT_OF_REACH,
                     "The output applies %s, which only produces values in [%s, %s], but the"
                     " regression targets range over [%s, %s]: the loss %r cannot go below"
                     " the error on the targets out of reach, and the units pinned at the"
@@ -450,6 +462,7 @@ def detect_loss_output_mismatch(ctx):
             "output_units": config.output_units,
             "label_range": list(config.label_range),
             "problems": [f[1] for f in found],
+            "targets_are_inputs": config.targets_are_inputs,
         },
         fixes=fixes,
     )

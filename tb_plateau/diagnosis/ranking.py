@@ -150,6 +150,12 @@ def _labels_and_units(root, symptom):
     pair = (root.cause, symptom.cause)
     if pair == (c.EXPLODING_GRADIENTS, c.LR_TOO_LOW):
         return _at_init(root)
+    if pair == (c.UNNORMALIZED_INPUTS, c.LOSS_OUTPUT_MISMATCH):
+        # An autoencoder's targets are its inputs: unscaled inputs put the targets out of a
+        # bounded output's reach, and scaling the data mends both. No other mismatch.
+        return bool(symptom.evidence.get("targets_are_inputs")) and symptom.evidence.get(
+            "problems"
+        ) == [c.TARGETS_OUT_OF_REACH]
     if root.cause == c.DEAD_RELU and symptom.cause in (
         c.ZERO_GRADIENT,
         c.LR_TOO_LOW,
