@@ -140,6 +140,15 @@ def test_first_nonfinite_loss_is_caught_at_its_step(tmp_path):
     assert nan_step in loss.steps.tolist() and np.isnan(_rows(loss, nan_step))
     nonfinite = data.vectors[metadata.NONFINITE]
     assert nan_step + 1 in nonfinite.steps.tolist()
+    # The step that broke, between records: its batch is read, and the NaN was in the data
+    # (one input entry, and the target the test slices from it).
+    counts = dict(zip(nonfinite.labels, _rows(nonfinite, nan_step)))
+    assert (counts["inputs"], counts["labels"], counts["loss"]) == (1.0, 1.0, 1.0)
+    assert np.isnan(counts["gradients"])  # not measured on that step
+    from tb_plateau import diagnosis
+
+    top = diagnosis.diagnose(data)[0]
+    assert top.cause == "nonfinite" and top.evidence.get("source") == "inputs", top
     assert model._forward_hooks == {} and model._forward_pre_hooks == {}
     assert not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
     assert not loss_fn._forward_hooks

@@ -114,6 +114,10 @@ class Watch(LiveHandle):
         # closure inside `optimizer.step`, calls `_before_step` and `_after_step`.)
         if isinstance(loss_fn, nn.Module):
             self._handles.append(loss_fn.register_forward_hook(self._on_loss_module))
+        # Every step keeps a reference to its batch (no copy), so that a loss turning NaN/Inf
+        # on a step between records can say whether the data brought it.
+        self._batch = None
+        self._handles.append(model.register_forward_pre_hook(self._keep_batch, with_kwargs=True))
         self._arm(0)
 
     # ----- public
@@ -188,6 +192,10 @@ class Watch(LiveHandle):
         self._step_handles = []
         self._recording = False
 
+    def _keep_batch(self, module, args, kwargs):
+        if module.training:
+            self._batch = (args, kwargs)
+
     def _on_inputs(self, module, args, kwargs):
         if self._inputs is None and module.training:
             self._inputs = stats.tensors_in((args, kwargs))
@@ -220,13 +228,13 @@ class Watch(LiveHandle):
             return
         if self._loss is None:
             self._loss = value.detach()
-            if not self._recording:
-                return  # only a recorded step's predictions and targets are read
             prediction, target = (list(args[:2]) + [None, None])[:2]
+            if isinstance(target, torch.Tensor):
+                self._target = target.detach()  # a reference: read on a record or a NaN loss
+            if not self._recording:
+                return  # only a recorded step's predictions are read
             if isinstance(prediction, torch.Tensor):
                 self._prediction = prediction.detach()
-            if isinstance(target, torch.Tensor):
-                self._target = target.detach()
 
     def _pre_step(self, optimizer, args, kwargs):
         self._before_step()
@@ -304,7 +312,7 @@ class Watch(LiveHandle):
             value = float(self._loss.float().cpu())
             scalars.append((metadata.BATCH_LOSS, value))
             step_nonfinite[2] = 0.0 if math.isfinite(value) else 1.0
-        if self._target is not None:
+        if self._target is not None and self._recording:
             step_nonfinite[1] = float(stats.nonfinite_count([self._target]))
         if self._prediction is not None:
             outputs = guard.run("outputs", self._outputs, self._prediction)
@@ -363,11 +371,21 @@ class Watch(LiveHandle):
     def _on_nonfinite_loss(self, step, value, recorded):
         self._nonfinite_seen = True
         if not recorded:
-            self._run.write(step, scalars=[(metadata.BATCH_LOSS, value)])
+            vectors = self._guard.run("numerics", self._batch_nonfinite)
+            self._run.write(step, scalars=[(metadata.BATCH_LOSS, value)], vectors=vectors or ())
             self._record_next = True
         self._run.note_nonfinite()
         if self._live is not None:
             self._live.urgent()
+
+    def _batch_nonfinite(self):
+        """The NaN/Inf counts of a step between records whose loss broke: its inputs and
+        labels (NaN for what that step did not measure: gradients, weights, activations)."""
+        inputs = stats.tensors_in(self._batch) if self._batch is not None else []
+        labels = [self._target] if self._target is not None else []
+        counts = [float(stats.nonfinite_count(inputs)), float(stats.nonfinite_count(labels))]
+        counts += [1.0] + [float("nan")] * (len(metadata.NUMERICS_SOURCES) - 3)
+        return [(metadata.NONFINITE, counts, list(metadata.NUMERICS_SOURCES), {})]
 
     def _watch_spikes(self, step, value):
         self._losses_seen += 1
