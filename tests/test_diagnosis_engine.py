@@ -1071,3 +1071,31 @@ def test_an_autoencoders_unscaled_data_is_the_root_of_targets_out_of_its_outputs
     assert "x.min()" in findings[0].fixes[0] and findings[1].explained_by == "unnormalized_inputs"
     findings = diagnosis.diagnose(run(targets_are_inputs=False))
     assert findings[0].cause == "loss_output_mismatch"
+
+
+def test_gradients_large_just_before_a_saturated_layer_come_back_through_its_weights():
+    """Token embeddings into a GRU initialized far too wide: the GRU's tanh units sit at their
+    limits from the first record, and the embedding below gets a gradient 10^5 times the
+    output layer's, because it passes back through the GRU's wide input kernel. One fault,
+    the initialization, seen as saturation."""
+    layers = ["embedding", "gru", "out"]
+    config = {
+        "layers": [
+            {"name": "embedding", "class": "Embedding", "params": 960},
+            {"name": "gru", "class": "GRU", "activation": "tanh", "params": 3024, "units": 24},
+            {"name": "out", "class": "Dense", "activation": None, "params": 125, "units": 5},
+        ],
+        "loss": {"name": "sparse_categorical_crossentropy", "from_logits": True},
+        "batch_size": 32,
+        "data": {"labels": [{"shape": [32], "class_counts": [7, 6, 7, 6, 6]}]},
+    }
+    vectors = {
+        metadata.GRAD_NORM: _vector([[4e5, 30.0, 0.7]] * 20, layers),
+        metadata.ACT_SATURATED_FRACTION: _vector([[0.6]] * 20, ["gru"], activations=["tanh"]),
+    }
+    loss = 1.6 + 0.02 * np.random.default_rng(3).normal(size=20)
+    run = _run(loss, config=config, vectors=vectors)
+    findings = [f for f in diagnosis.diagnose(run) if f.severity != causes.INFO]
+    assert findings[0].cause == "saturated_activations", [f.cause for f in findings]
+    exploding = next(f for f in findings if f.cause == "exploding_gradients")
+    assert exploding.explained_by == "saturated_activations"

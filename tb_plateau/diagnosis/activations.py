@@ -207,8 +207,23 @@ def _too_wide_finding(ctx, found):
             "weight_rms": {label: rms for label, rms in found},
             "at_init": True,
             "threshold": SATURATING_WEIGHT_RMS,
+            "fed_by": _layers_feeding(ctx.config, [label for label, _ in found]),
         },
     )
+
+
+def _layers_feeding(config, labels):
+    """Names (and paths) of the computing layers right before the layers `labels` name: the
+    gradient they receive passes back through those layers' weights."""
+    layers = config.computing_layers
+    feeding = []
+    for label in labels:
+        layer = config.layer_for_label(label)
+        at = next((i for i, candidate in enumerate(layers) if candidate is layer), None)
+        if at:
+            before = layers[at - 1]
+            feeding += [n for n in (before.get("name"), before.get("path")) if n]
+    return list(dict.fromkeys(feeding))
 
 
 def detect_saturated_activations(ctx):
@@ -277,6 +292,7 @@ def _saturated_outputs(ctx):
             + ([metadata.tag(metadata.ACT_MEAN)] if mean_series is not None else []),
             "saturated_fraction": {series.labels[i]: float(late[i]) for i in flagged},
             "at_init": bool(float(series.values[0, worst]) > bar),
+            "fed_by": _layers_feeding(ctx.config, [series.labels[i] for i in flagged]),
             "threshold": bar,
             "moderate": bool(moderate),
         },

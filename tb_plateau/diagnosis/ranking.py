@@ -82,7 +82,8 @@ def blocks_signal(dead, at_first_record=False):
 
 def _large_weights_of(exploding, saturated):
     """True when gradients "explode" only as one layer's being far larger than the last's,
-    and that layer is one whose bounded units were saturated from the first record.
+    and that layer is one whose bounded units were saturated from the first record (or the
+    layer right before it, whose gradient passes back through its too-wide weights).
 
     Weights initialized too large pin tanh/sigmoid units at their limits, and
     the gradient of those same weights is large with them (an RNN's recurrent
@@ -94,7 +95,9 @@ def _large_weights_of(exploding, saturated):
         return False
     if not evidence.get("depth_ratio") or not exploding.layers:
         return False
-    return set(exploding.layers) <= set(saturated.layers)
+    # The layer right before a too-wide one gets its gradient through those weights.
+    wide = set(saturated.layers) | set(saturated.evidence.get("fed_by") or ())
+    return set(exploding.layers) <= wide
 
 
 # What units partly dead leave unexplained (see `_labels_and_units`).
