@@ -1099,3 +1099,20 @@ def test_gradients_large_just_before_a_saturated_layer_come_back_through_its_wei
     assert findings[0].cause == "saturated_activations", [f.cause for f in findings]
     exploding = next(f for f in findings if f.cause == "exploding_gradients")
     assert exploding.explained_by == "saturated_activations"
+
+
+def test_a_gradient_fading_under_the_vanishing_bar_does_not_explain_steps_too_small_everywhere():
+    """A rate of 5e-6 in a six-layer convolutional autoencoder: every layer's step is 40x
+    smaller than healthy (the median layer's), while the first layer's gradient is 130x
+    smaller than the last's, under the vanishing bar (named only because the loss is stuck).
+    The later layers' healthy gradients take tiny steps too: the rate is the root. A fading
+    that meets the bar, through most of the network, does explain the tiny median step."""
+    fading = _f("vanishing_gradients", first_step=0, at_init=True, ratio=0.008, moderate=True)
+    tiny_steps = _f("lr_too_low", update_ratio=2.6e-5, learning_rate=5e-6)
+    ranked = ranking.rank([fading, tiny_steps])
+    assert ranked[0].cause == "lr_too_low" and ranked[0].explained_by is None
+    fading.evidence.update(ratio=1e-5, moderate=False)
+    tiny_steps.explained_by, tiny_steps.fixes = None, ["keep"]
+    ranked = ranking.rank([tiny_steps, fading])
+    assert ranked[0].cause == "vanishing_gradients"
+    assert ranked[1].explained_by == "vanishing_gradients"

@@ -153,6 +153,12 @@ def _labels_and_units(root, symptom):
     pair = (root.cause, symptom.cause)
     if pair == (c.EXPLODING_GRADIENTS, c.LR_TOO_LOW):
         return _at_init(root)
+    if pair == (c.VANISHING_GRADIENTS, c.LR_TOO_LOW):
+        # Gradients fading toward the input shrink the first layers' steps; steps too small
+        # across the network (the median layer's) need them faded through most of it: a
+        # fading under the vanishing bar (named only because the loss is stuck) leaves the
+        # later layers' healthy gradients taking tiny steps, the rate's own doing.
+        return not root.evidence.get("moderate")
     if pair == (c.UNNORMALIZED_INPUTS, c.LOSS_OUTPUT_MISMATCH):
         # An autoencoder's targets are its inputs: unscaled inputs put the targets out of a
         # bounded output's reach, and scaling the data mends both. No other mismatch.
