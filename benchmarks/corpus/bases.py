@@ -375,6 +375,20 @@ def peak_spectra(rng, n=1200, bins=32):
     return _standardized(x + rng.normal(0, 0.03, size=(n, bins))), None
 
 
+def friedman_regression(rng, n=1500):
+    """Friedman's first regression problem: ten uniform features, five of them used
+    (a product inside a sine, a square, two linear terms), with noise; standardized target."""
+    x = rng.uniform(0, 1, size=(n, 10))
+    y = (
+        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
+        + 20 * (x[:, 2] - 0.5) ** 2
+        + 10 * x[:, 3]
+        + 5 * x[:, 4]
+        + rng.normal(0, 1.0, n)
+    )
+    return _standardized(x).astype("float32"), _standardized(y[:, None])
+
+
 # ----------------------------------------------------------------- layers with the hooks
 
 
@@ -590,6 +604,40 @@ def conv_residual_model(params, input_shape, out_units, filters=12):
 def image_autoencoder_model(params, input_shape, out_units):
     """Dense autoencoder 100-64-16-64-100 on flattened images."""
     return autoencoder_model(params, input_shape, out_units, code_width=16)
+
+
+def gru_tokens_model(params, input_shape, out_units):
+    """Embedding(60, 16) -> GRU(24) -> Dense head, on token ids."""
+    keras = _keras()
+    inputs = keras.Input(input_shape, dtype="int32")
+    x = keras.layers.Embedding(60, 16, embeddings_regularizer=_regularizer(params))(inputs)
+    x = _recurrent(keras.layers.GRU, params, 24)(x)
+    x = _dense_stack(_dropout(x, params), params)
+    return keras.Model(inputs, _output(x, params, out_units))
+
+
+def conv_autoencoder_model(params, input_shape, out_units, code_width=8):
+    """Strided Conv2D 12x12 -> 6x6x8 -> 3x3x16 -> Dense code -> Dense 3x3x16 ->
+    Conv2DTranspose back to 12x12 (the non-differentiable op, when set, sits on the code)."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    x = _hidden(layers.Conv2D, params, 8, 3, strides=2, padding="same")(inputs)
+    x = _hidden(layers.Conv2D, params, 16, 3, strides=2, padding="same")(x)
+    x = layers.Flatten()(_dropout(x, params))
+    code = layers.Dense(params["bottleneck"] or code_width, kernel_regularizer=_regularizer(params))
+    x = _non_differentiable(code(x), params)
+    x = layers.Reshape((3, 3, 16))(_hidden(layers.Dense, params, 3 * 3 * 16)(x))
+    x = _hidden(layers.Conv2DTranspose, params, 8, 3, strides=2, padding="same")(x)
+    outputs = layers.Conv2DTranspose(
+        input_shape[-1],
+        3,
+        strides=2,
+        padding="same",
+        activation=params["output_activation"],
+        kernel_regularizer=_regularizer(params),
+    )(x)
+    return keras.Model(inputs, outputs)
 
 
 def attention_model(params, input_shape, out_units, width=16):
@@ -1178,6 +1226,29 @@ BASES.update(
             sensor_factors,
             relu_autoencoder_model,
             {"hidden_activation": "elu", "head_width": 48, "learning_rate": 3e-3, "epochs": 12},
+        ),
+        Base(
+            "gru_tokens",
+            "dev",
+            "Embedding + GRU(24) + Dense on token-id texts, 5 topics (Adam)",
+            CLASSIFICATION,
+            lambda rng: topic_texts(rng, n=4000, vocab=60, topics=5, words=5),
+            gru_tokens_model,
+            {"learning_rate": 3e-3, "epochs": 5},
+            classes=5,
+            tokens=True,
+            recurrent=True,
+        ),
+        Base(
+            "conv_ae_stripes",
+            "dev",
+            "strided-convolution autoencoder of 12x12 stripe images, 8-unit dense code,"
+            " transposed convolutions back (sigmoid output, MSE, Adam)",
+            RECONSTRUCTION,
+            stripe_images,
+            conv_autoencoder_model,
+            {"learning_rate": 5e-3, "epochs": 20, "output_activation": "sigmoid"},
+            unit_targets=True,
         ),
     ]
 )

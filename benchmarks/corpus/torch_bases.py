@@ -26,7 +26,7 @@ def _torch():
 
 def _activation(name):
     nn = _torch().nn
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU}[name]()
 
 
 def _init(layer, params, bias=True):
@@ -311,6 +311,25 @@ BASES = [
         bases.peak_spectra,
         spectra_autoencoder_model,
         {"head_width": 64, "learning_rate": 2e-3, "epochs": 12},
+        framework="torch",
+    ),
+    bases.Base(
+        "torch_silu_friedman",
+        "dev",
+        "PyTorch SiLU MLP 10-64-64-1 regression of Friedman's first problem (AdamW, cosine decay, batch 64)",
+        bases.REGRESSION,
+        bases.friedman_regression,
+        mlp_model,
+        {
+            "hidden_activation": "silu",
+            "head_depth": 2,
+            "head_width": 64,
+            "optimizer": "adamw",
+            "learning_rate": 5e-3,
+            "lr_decay": True,
+            "batch_size": 64,
+            "epochs": 25,
+        },
         framework="torch",
     ),
 ]
