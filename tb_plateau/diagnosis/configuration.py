@@ -115,7 +115,7 @@ def detect_unnormalized_inputs(ctx):
         fixes = [
             "x = (x - x.min()) / (x.max() - x.min())  # scale the data itself, once: it is"
             " the autoencoder's targets too (a Normalization layer would scale only its inputs)"
-        ] + fixes[:1]
+        ]
     return Finding(
         cause=causes.UNNORMALIZED_INPUTS,
         severity=causes.WARNING,

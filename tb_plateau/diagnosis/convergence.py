@@ -352,6 +352,14 @@ def _variance_beyond_bottleneck(config):
     return (name, units, beyond) if beyond >= CAPACITY_BEYOND_SHARE else None
 
 
+def _plateau_start(shape):
+    """The first step at which the smoothed loss came within a tenth of its whole fall of
+    where it settled: where the plateau begins (not its lowest point, near the end)."""
+    settled = shape.tail + 0.1 * max(shape.head - shape.tail, 0.0)
+    reached = np.flatnonzero(shape.smoothed <= settled)
+    return int(shape.steps[reached[0]] if len(reached) else shape.best_step)
+
+
 def _plateau_explanation(level, chance, head, gap, bottleneck, beyond):
     """Why a flat plateau far up is the model's size: the numbers behind the finding."""
     name, units = bottleneck
@@ -425,7 +433,7 @@ def detect_insufficient_capacity(ctx):
         title="The model is too small: the loss plateaus at %s of chance level"
         % percent(level / chance),
         explanation=explanation,
-        first_step=int(shape.best_step),
+        first_step=_plateau_start(shape),
         layers=[name] if name else [],
         evidence={
             "series": evidence_tags(ctx),
