@@ -152,6 +152,16 @@ def test_first_nonfinite_loss_is_caught_at_its_step(tmp_path):
     assert model._forward_hooks == {} and model._forward_pre_hooks == {}
     assert not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
     assert not loss_fn._forward_hooks
+    # A recorded step (the first) counts NaN in its labels too.
+    with watch(model, optimizer, loss_fn, log_dir=tmp_path / "labels", live=False):
+        x = torch.randn(8, 4)
+        y = x[:, :1].clone()
+        y[2, 0] = float("nan")
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    counts = _read(tmp_path / "labels").vectors[metadata.NONFINITE]
+    assert dict(zip(counts.labels, _rows(counts, 0)))["labels"] == 1.0
 
 
 def test_a_one_unit_code_is_named_from_the_targets_spectrum(tmp_path):

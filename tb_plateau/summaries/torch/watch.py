@@ -114,10 +114,9 @@ class Watch(LiveHandle):
         # closure inside `optimizer.step`, calls `_before_step` and `_after_step`.)
         if isinstance(loss_fn, nn.Module):
             self._handles.append(loss_fn.register_forward_hook(self._on_loss_module))
-        # Every step keeps a reference to its batch (no copy), so that a loss turning NaN/Inf
-        # on a step between records can say whether the data brought it.
-        self._batch = None
-        self._handles.append(model.register_forward_pre_hook(self._keep_batch, with_kwargs=True))
+        # Every step keeps a reference to its batch (no copy): a record reads it, and so does
+        # a loss turning NaN/Inf on a step between records, to say whether the data brought it.
+        self._handles.append(model.register_forward_pre_hook(self._on_inputs, with_kwargs=True))
         self._arm(0)
 
     # ----- public
@@ -177,9 +176,6 @@ class Watch(LiveHandle):
             return
         self._record_next = False
         self._recording = True
-        self._step_handles.append(
-            self.model.register_forward_pre_hook(self._on_inputs, with_kwargs=True)
-        )
         if "activations" not in self._guard.disabled:
             for i, watched in enumerate(self._index.activation_layers):
                 self._step_handles.append(
@@ -191,10 +187,6 @@ class Watch(LiveHandle):
             handle.remove()
         self._step_handles = []
         self._recording = False
-
-    def _keep_batch(self, module, args, kwargs):
-        if module.training:
-            self._batch = (args, kwargs)
 
     def _on_inputs(self, module, args, kwargs):
         if self._inputs is None and module.training:
@@ -312,7 +304,7 @@ class Watch(LiveHandle):
             value = float(self._loss.float().cpu())
             scalars.append((metadata.BATCH_LOSS, value))
             step_nonfinite[2] = 0.0 if math.isfinite(value) else 1.0
-        if self._target is not None and self._recording:
+        if self._target is not None:
             step_nonfinite[1] = float(stats.nonfinite_count([self._target]))
         if self._prediction is not None:
             outputs = guard.run("outputs", self._outputs, self._prediction)
@@ -381,9 +373,11 @@ class Watch(LiveHandle):
     def _batch_nonfinite(self):
         """The NaN/Inf counts of a step between records whose loss broke: its inputs and
         labels (NaN for what that step did not measure: gradients, weights, activations)."""
-        inputs = stats.tensors_in(self._batch) if self._batch is not None else []
         labels = [self._target] if self._target is not None else []
-        counts = [float(stats.nonfinite_count(inputs)), float(stats.nonfinite_count(labels))]
+        counts = [
+            float(stats.nonfinite_count(self._inputs or [])),
+            float(stats.nonfinite_count(labels)),
+        ]
         counts += [1.0] + [float("nan")] * (len(metadata.NUMERICS_SOURCES) - 3)
         return [(metadata.NONFINITE, counts, list(metadata.NUMERICS_SOURCES), {})]
 
