@@ -412,10 +412,8 @@ class ConfigView:
         shares = labels.get("principal_shares") if labels else None
         if not isinstance(shares, list) or not shares:
             return None
-        values = np.asarray([_finite_float(v) for v in shares], dtype=object)
-        if any(v is None for v in values):
-            return None
-        return np.asarray(values, dtype=float)
+        values = [_finite_float(v) for v in shares]
+        return None if None in values else np.asarray(values, dtype=float)
 
     @property
     def label_range(self):

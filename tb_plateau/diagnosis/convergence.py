@@ -337,19 +337,18 @@ def _narrower_than_classes(config):
     return None
 
 
-def _variance_beyond_bottleneck(config):
-    """(layer, units, share) where a regression's targets keep `share` of their variance
-    beyond the first principal directions its narrowest hidden layer can pass on (one per
-    unit), from the recorded labels' spectrum; else None."""
-    if not config.is_regression_loss:
+def _variance_beyond_bottleneck(config, bottleneck):
+    """The share of a regression's variance its targets keep beyond the first principal
+    directions its narrowest hidden layer (`bottleneck`, see `_bottleneck`) can pass on (one
+    per unit), from the recorded labels' spectrum, when at least CAPACITY_BEYOND_SHARE;
+    else None."""
+    if not bottleneck or not bottleneck[1] or not config.is_regression_loss:
         return None
     shares = config.label_principal_shares
-    bottleneck = _bottleneck(config)
-    if shares is None or not bottleneck or not bottleneck[1]:
+    if shares is None:
         return None
-    name, units = bottleneck
-    beyond = float(max(0.0, 1.0 - np.sum(shares[:units])))
-    return (name, units, beyond) if beyond >= CAPACITY_BEYOND_SHARE else None
+    beyond = float(max(0.0, 1.0 - np.sum(shares[: bottleneck[1]])))
+    return beyond if beyond >= CAPACITY_BEYOND_SHARE else None
 
 
 def _plateau_start(shape):
@@ -386,7 +385,7 @@ def _plateau_explanation(level, chance, head, gap, bottleneck, beyond):
             ", while the targets spread %s of their variance beyond their first %s (over a"
             " recorded batch), which %s cannot pass on to the output"
             % (
-                percent(beyond[2]),
+                percent(beyond),
                 "principal direction" if units == 1 else "%d principal directions" % units,
                 "one unit" if units == 1 else "%d units" % units,
             )
@@ -406,10 +405,11 @@ def detect_insufficient_capacity(ctx):
     # recorded batches that a narrow model happens to fit well say little).
     epoch_shape = ctx.epoch_train_shape
     level = epoch_shape.tail if epoch_shape is not None and epoch_shape.n >= 3 else shape.tail
-    beyond = _variance_beyond_bottleneck(ctx.config)
+    bottleneck = _bottleneck(ctx.config)
+    beyond = _variance_beyond_bottleneck(ctx.config, bottleneck)
     needed = CAPACITY_LOSS_SHARE
     if beyond is not None:
-        needed = min(needed, CAPACITY_BEYOND_LOSS * beyond[2])
+        needed = min(needed, CAPACITY_BEYOND_LOSS * beyond)
     if chance is None or level < needed * chance:
         return None
     narrow = _narrower_than_classes(ctx.config)
@@ -421,7 +421,6 @@ def detect_insufficient_capacity(ctx):
     gap = ctx.train_val_gap()
     if gap is not None and abs(gap) > TRAIN_VAL_GAP and (gap < 0 or _gap_widened(ctx)):
         return None
-    bottleneck = _bottleneck(ctx.config)
     if bottleneck is None:
         return None
     name, units = bottleneck
@@ -441,10 +440,10 @@ def detect_insufficient_capacity(ctx):
             "chance_loss": chance,
             "train_val_gap": gap,
             "bottleneck_units": units,
-            "target_variance_beyond_bottleneck": beyond[2] if beyond else None,
+            "target_variance_beyond_bottleneck": beyond,
             # the loss holds at least CAPACITY_BEYOND_LOSS of what the bottleneck leaves out
             "explains_final_loss": beyond is not None
-            and level >= CAPACITY_BEYOND_LOSS * beyond[2] * chance,
+            and level >= CAPACITY_BEYOND_LOSS * beyond * chance,
         },
     )
 

@@ -148,7 +148,8 @@ def _labels_and_units(root, symptom):
     exactly-zero gradients, nor tiny steps everywhere, nor a loss still falling
     when the run stopped. Weights initialized too
     wide make every step small beside them (a low update ratio); gradients that
-    explode later do not.
+    explode later do not; gradients fading under the vanishing bar do not either.
+    An autoencoder's unscaled inputs are its targets out of a bounded output's reach.
     """
     pair = (root.cause, symptom.cause)
     if pair == (c.EXPLODING_GRADIENTS, c.LR_TOO_LOW):
